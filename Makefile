@@ -1,0 +1,54 @@
+# pmatch: `make run` runs the main job, `make test` runs every test. Both set up first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# TensorFlow's C++ logs and oneDNN notices drown the pipeline's own output.
+export TF_CPP_MIN_LOG_LEVEL := 2
+export GX_ANALYTICS_ENABLED := False
+export DO_NOT_TRACK := 1
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+
+$(VENV)/.installed: requirements/lock.txt pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements/lock.txt
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	touch $@
+
+tools/s3rver/node_modules/.package-lock.json: tools/s3rver/package-lock.json
+	npm ci --prefix tools/s3rver --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed tools/s3rver/node_modules/.package-lock.json ## install the pinned environment (Python venv, local S3 server)
+
+run: setup ## the main job: sample catalogue, retrain DAG, monitor DAG (unshifted + shifted), summary
+	$(BIN)/pmatch run
+
+test: setup ## every test: unit, integration (DVC, Airflow, local S3)
+	$(BIN)/python -m pytest
+
+test-fast: setup ## unit tests only
+	$(BIN)/python -m pytest -m "not integration"
+
+repro: setup ## `dvc repro`: the DVC pipeline alone, no Airflow, no deployment
+	$(BIN)/dvc repro
+
+lint: setup ## ruff
+	$(BIN)/ruff check src dags plugins tests benchmarks
+	$(BIN)/ruff format --check src dags plugins tests benchmarks
+
+lock: ## re-resolve requirements/base.in into the pinned lock file
+	$(BIN)/uv pip compile requirements/base.in --python-version 3.11 -o requirements/lock.txt
+
+clean: ## remove pipeline outputs and run state (keeps the venv)
+	rm -rf data models reports .airflow .pmatch
+
+.PHONY: help setup run test test-fast repro lint lock clean

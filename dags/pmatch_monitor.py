@@ -1,0 +1,61 @@
+"""
+### pmatch_monitor
+
+Watches the live match-score distribution for drift.
+
+`monitor` scores the run's incoming batch (the `batch` param, or
+`$PMATCH_INCOMING_DIR/<run date>`) with the production model and compares the scores with
+that model's reference scores in an Evidently report (HTML and JSON, under
+`reports/monitor/` and in S3 under `monitoring/`). When the report says the distribution
+drifted, `trigger_retrain` starts a `pmatch_retrain` run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, chain, dag, task
+
+
+@task
+def monitor(**context) -> dict:
+    from pmatch.pipeline import incoming_batch
+    from pmatch.pipeline import monitor as check
+
+    return check(incoming_batch(context["params"]["batch"], context["ds"]), context["run_id"])
+
+
+@task.short_circuit
+def drift_detected(verdict: dict) -> bool:
+    return bool(verdict["drift"])
+
+
+@dag(
+    dag_id="pmatch_monitor",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
+    params={
+        "batch": Param(
+            "",
+            type="string",
+            description="Batch folder (with pairs.csv) to score; empty means $PMATCH_INCOMING_DIR/<ds>.",
+        )
+    },
+    tags=["pmatch"],
+    doc_md=__doc__,
+)
+def pmatch_monitor():
+    trigger = TriggerDagRunOperator(
+        task_id="trigger_retrain",
+        trigger_dag_id="pmatch_retrain",
+        conf={"reason": "score drift detected by pmatch_monitor run {{ run_id }}"},
+        wait_for_completion=False,
+    )
+    chain(drift_detected(monitor()), trigger)
+
+
+pmatch_monitor()

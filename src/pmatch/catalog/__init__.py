@@ -1,0 +1,1 @@
+"""The catalogue format, the synthetic sample generator and pair building."""

@@ -1,0 +1,1 @@
+"""Image and text preprocessing: what the encoders read."""

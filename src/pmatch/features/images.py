@@ -1,0 +1,36 @@
+"""Loads product photos into fixed-size uint8 arrays for the image encoder."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """One photo as a (size, size, 3) uint8 array, letterboxed on white to keep its shape."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = ImageOps.pad(image, (size, size), method=Image.Resampling.BILINEAR, color="white")
+        return np.asarray(image, dtype=np.uint8)
+
+
+def load_images(paths, size: int, progress=None, workers: int = 4) -> np.ndarray:
+    """Photos as an (n, size, size, 3) uint8 array, in the order of paths.
+
+    progress: optional callable(done, total), called every few hundred images.
+    """
+    paths = list(paths)
+    output = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+
+    def load(index: int) -> int:
+        output[index] = load_image(paths[index], size)
+        return index
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done, _ in enumerate(pool.map(load, range(len(paths))), start=1):
+            if progress and (done % 250 == 0 or done == len(paths)):
+                progress(done, len(paths))
+    return output

@@ -1,0 +1,1 @@
+"""Keras towers, the matching model, training and loading for inference."""

@@ -1,0 +1,85 @@
+"""Loads a trained model folder and scores pairs from cached image and text embeddings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pmatch.features.text import Vocabulary
+from pmatch.model.training import MODEL_FILE, PREPROCESSING_FILE, VOCABULARY_FILE
+
+
+class ModelFolderError(ValueError):
+    """A model folder lacks a file scoring needs; the message names it."""
+
+
+@dataclass
+class Matcher:
+    """A loaded model, split into its towers and its scorer.
+
+    threshold: the match decision threshold chosen on validation (None when unknown).
+    """
+
+    image_encoder: object
+    text_encoder: object
+    scorer: object
+    vocabulary: Vocabulary
+    image_size: int
+    max_tokens: int
+    threshold: float | None = None
+
+    @classmethod
+    def load(cls, directory: str | Path, threshold: float | None = None) -> Matcher:
+        import keras
+
+        directory = Path(directory)
+        for name in (MODEL_FILE, VOCABULARY_FILE, PREPROCESSING_FILE):
+            if not (directory / name).is_file():
+                raise ModelFolderError(
+                    f"{directory / name}: missing; a model folder holds {MODEL_FILE}, "
+                    f"{VOCABULARY_FILE} and {PREPROCESSING_FILE} (run `dvc repro train`)"
+                )
+        model = keras.saving.load_model(directory / MODEL_FILE, safe_mode=True)
+        preprocessing = json.loads((directory / PREPROCESSING_FILE).read_text())
+        if threshold is None and (directory / "metrics.json").is_file():
+            threshold = json.loads((directory / "metrics.json").read_text()).get("threshold")
+        return cls(
+            image_encoder=model.get_layer("image_encoder"),
+            text_encoder=model.get_layer("text_encoder"),
+            scorer=model.get_layer("scorer"),
+            vocabulary=Vocabulary.load(directory / VOCABULARY_FILE),
+            image_size=int(preprocessing["image_size"]),
+            max_tokens=int(preprocessing["max_tokens"]),
+            threshold=threshold,
+        )
+
+    def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Embeddings of (n, size, size, 3) uint8 photos."""
+        return _predict(self.image_encoder, images, batch_size)
+
+    def embed_token_ids(self, tokens: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        return _predict(self.text_encoder, tokens, batch_size)
+
+    def embed_texts(self, texts, batch_size: int = 1024) -> np.ndarray:
+        return self.embed_token_ids(self.vocabulary.encode(texts, self.max_tokens), batch_size)
+
+    def score_embeddings(self, image_embeddings: np.ndarray, text_embeddings: np.ndarray,
+                         batch_size: int = 8192) -> np.ndarray:
+        """Match scores in [0, 1] of row-aligned image and text embeddings."""
+        scores = []
+        for start in range(0, len(image_embeddings), batch_size):
+            stop = start + batch_size
+            scores.append(np.asarray(self.scorer.predict_on_batch(
+                [image_embeddings[start:stop], text_embeddings[start:stop]])).reshape(-1))
+        return np.concatenate(scores) if scores else np.zeros(0, dtype="float32")
+
+
+def _predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    outputs = [np.asarray(model.predict_on_batch(inputs[start:start + batch_size]))
+               for start in range(0, len(inputs), batch_size)]
+    if not outputs:
+        return np.zeros((0, model.output_shape[-1]), dtype="float32")
+    return np.concatenate(outputs)

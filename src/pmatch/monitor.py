@@ -1,0 +1,211 @@
+"""Scoring pair files and batches, and Evidently drift reports on the match-score distribution."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pmatch.config import MonitorParams
+from pmatch.features.images import load_image
+
+PAIRS_FILE = "pairs.csv"
+REQUIRED_PAIR_COLUMNS = ("image_path", "text")
+
+
+class PairsFileError(ValueError):
+    """A pairs CSV is unusable; the message names the file, the row and the fix."""
+
+
+class _EmbeddingCache:
+    """Embeddings of photos and texts already seen, so each is encoded once.
+
+    Bounded by max_entries: past it, the cache starts afresh, so memory follows the batch
+    size, not the size of everything ever scored.
+    """
+
+    def __init__(self, max_entries: int = 200_000):
+        self.max_entries = max_entries
+        self.entries: dict = {}
+
+    def lookup(self, keys, compute) -> np.ndarray:
+        missing = sorted({key for key in keys if key not in self.entries})
+        if missing:
+            if len(self.entries) + len(missing) > self.max_entries:
+                self.entries.clear()
+            for key, vector in zip(missing, compute(missing), strict=True):
+                self.entries[key] = vector
+        return np.stack([self.entries[key] for key in keys])
+
+
+def _check_pairs(frame: pd.DataFrame, path: Path, first_line: int) -> None:
+    missing = [column for column in REQUIRED_PAIR_COLUMNS if column not in frame.columns]
+    if missing:
+        raise PairsFileError(f"{path}: missing column(s) {', '.join(missing)}; a pairs file needs "
+                             f"{', '.join(REQUIRED_PAIR_COLUMNS)} (other columns are carried through)")
+    for column in REQUIRED_PAIR_COLUMNS:
+        empty = frame.index[frame[column].astype(str).str.strip() == ""]
+        if len(empty):
+            line = first_line + int(empty[0])
+            raise PairsFileError(f"{path}: line {line} has an empty {column}; fill it or remove the row")
+
+
+def score_pairs_file(matcher, pairs_csv: str | Path, out_csv: str | Path, chunk_rows: int = 20_000,
+                     progress=None) -> dict:
+    """Scores every (image_path, text) row of pairs_csv and writes out_csv.
+
+    image_path is relative to the CSV's folder unless absolute. out_csv has the input's
+    columns plus score and match (score >= the model's threshold). Rows are read in chunks
+    of chunk_rows; each distinct photo and text is encoded once. Raises PairsFileError
+    naming the line of a missing or unreadable photo; nothing is written then.
+    """
+    pairs_csv, out_csv = Path(pairs_csv), Path(out_csv)
+    if not pairs_csv.is_file():
+        raise PairsFileError(f"{pairs_csv}: no such pairs file")
+    if matcher.threshold is None:
+        raise PairsFileError("the model has no decision threshold (metrics.json); pass one with --threshold")
+    base = pairs_csv.parent
+    images, texts = _EmbeddingCache(), _EmbeddingCache()
+    partial = out_csv.with_name(f".{out_csv.name}.partial")
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    scored = 0
+    first_line = 2
+    try:
+        reader = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False, chunksize=chunk_rows)
+        for chunk_index, chunk in enumerate(reader):
+            chunk = chunk.reset_index(drop=True)
+            _check_pairs(chunk, pairs_csv, first_line)
+
+            def embed_photos(keys, chunk=chunk, first_line=first_line):
+                arrays = []
+                for key in keys:
+                    path = Path(key) if Path(key).is_absolute() else base / key
+                    try:
+                        arrays.append(load_image(path, matcher.image_size))
+                    except (OSError, ValueError) as error:
+                        line = first_line + int(chunk.index[chunk["image_path"] == key][0])
+                        raise PairsFileError(
+                            f"{pairs_csv}: line {line}: cannot read photo {path} ({error}); "
+                            "fix image_path (relative to the pairs file's folder)") from None
+                return matcher.embed_images(np.stack(arrays))
+
+            image_embeddings = images.lookup(list(chunk["image_path"]), embed_photos)
+            text_embeddings = texts.lookup(list(chunk["text"]), matcher.embed_texts)
+            scores = matcher.score_embeddings(image_embeddings, text_embeddings)
+            chunk["score"] = np.round(scores, 6)
+            chunk["match"] = (scores >= matcher.threshold).astype(int)
+            chunk.to_csv(partial, mode="w" if chunk_index == 0 else "a", header=chunk_index == 0, index=False)
+            scored += len(chunk)
+            first_line += len(chunk)
+            if progress:
+                progress(scored)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if scored == 0:
+        partial.unlink(missing_ok=True)
+        raise PairsFileError(f"{pairs_csv}: no rows to score")
+    partial.replace(out_csv)
+    return {"pairs": scored, "threshold": matcher.threshold, "out": str(out_csv)}
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    drift: bool
+    method: str
+    threshold: float
+    drift_score: float
+    current_pairs: int
+    reference_pairs: int
+    current_mean_score: float
+    reference_mean_score: float
+    current_match_rate: float
+    reference_match_rate: float
+
+    def to_dict(self) -> dict:
+        return {key: (bool(value) if isinstance(value, (bool, np.bool_)) else value)
+                for key, value in self.__dict__.items()}
+
+
+def drift_report(reference_scores: np.ndarray, current_scores: np.ndarray, decision_threshold: float,
+                 params: MonitorParams, html_path: Path, json_path: Path, title: str) -> DriftVerdict:
+    """Compares two score distributions with Evidently and saves its HTML and JSON report."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.metrics import MeanValue, QuantileValue, ValueDrift
+
+    reference = pd.DataFrame({"score": reference_scores.astype(float)})
+    current = pd.DataFrame({"score": current_scores.astype(float)})
+    definition = DataDefinition(numerical_columns=["score"])
+    report = Report(
+        [
+            ValueDrift(column="score", method=params.drift_method, threshold=params.drift_threshold),
+            MeanValue(column="score"),
+            QuantileValue(column="score", quantile=0.5),
+        ],
+        metadata={"title": title},
+    )
+    snapshot = report.run(
+        current_data=Dataset.from_pandas(current, data_definition=definition),
+        reference_data=Dataset.from_pandas(reference, data_definition=definition),
+    )
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(html_path))
+    snapshot.save_json(str(json_path))
+    # The report shows the drift score; the verdict uses the same Evidently stat test,
+    # whose direction (distance above, or p-value below, the threshold) depends on the method.
+    stattest = get_stattest(reference["score"], current["score"], "num", params.drift_method)
+    result = stattest(reference["score"], current["score"], "num", params.drift_threshold)
+    return DriftVerdict(
+        drift=bool(result.drifted),
+        method=params.drift_method,
+        threshold=params.drift_threshold,
+        drift_score=round(float(result.drift_score), 6),
+        current_pairs=len(current),
+        reference_pairs=len(reference),
+        current_mean_score=round(float(current_scores.mean()), 6),
+        reference_mean_score=round(float(reference_scores.mean()), 6),
+        current_match_rate=round(float(np.mean(current_scores >= decision_threshold)), 6),
+        reference_match_rate=round(float(np.mean(reference_scores >= decision_threshold)), 6),
+    )
+
+
+def safe_name(text: str) -> str:
+    """A run id or batch name made safe for file and S3 key names."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
+
+
+def monitor_batch(matcher, reference_scores: str | Path, batch_dir: str | Path, params: MonitorParams,
+                  out_dir: str | Path, run_id: str, model_version: str | None = None) -> dict:
+    """Scores batch_dir/pairs.csv, compares it with the model's reference scores, saves it all.
+
+    reference_scores: the model's reference_scores.csv (its test-split scores).
+    out_dir/BATCH/RUN gets scores.csv, drift.html, drift.json (Evidently) and verdict.json.
+    Returns the verdict dict, with the paths of what was written.
+    """
+    batch_dir = Path(batch_dir)
+    reference_path = Path(reference_scores)
+    if not reference_path.is_file():
+        raise FileNotFoundError(f"{reference_path}: the model has no reference scores to compare with")
+    run_dir = Path(out_dir) / safe_name(batch_dir.name) / safe_name(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    score_pairs_file(matcher, batch_dir / PAIRS_FILE, run_dir / "scores.csv")
+    current = pd.read_csv(run_dir / "scores.csv")["score"].to_numpy()
+    reference = pd.read_csv(reference_path)["score"].to_numpy()
+    verdict = drift_report(reference, current, matcher.threshold, params, run_dir / "drift.html",
+                           run_dir / "drift.json", title=f"pmatch score drift: {batch_dir.name} ({run_id})")
+    result = {
+        **verdict.to_dict(),
+        "batch": str(batch_dir),
+        "run_id": run_id,
+        "model_version": model_version,
+        "report_html": str(run_dir / "drift.html"),
+        "report_json": str(run_dir / "drift.json"),
+        "scores": str(run_dir / "scores.csv"),
+    }
+    (run_dir / "verdict.json").write_text(json.dumps(result, indent=2))
+    return result

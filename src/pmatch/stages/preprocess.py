@@ -1,0 +1,22 @@
+"""`pmatch preprocess`: splits, pairs, image cache and token ids for training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pmatch.stages.common import add_params_argument, params_from, print_json, progress_printer, say
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--catalog", type=Path, help="catalogue folder (default: data.catalog)")
+    parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    add_params_argument(parser)
+
+
+def run(args) -> None:
+    from pmatch.features.dataset import build_dataset
+
+    params = params_from(args)
+    catalog = args.catalog or Path(params.data.catalog)
+    say(f"preprocessing {catalog} into {args.out}")
+    print_json(build_dataset(catalog, params.preprocess, args.out, progress=progress_printer("photos loaded")))

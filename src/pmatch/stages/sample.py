@@ -1,0 +1,32 @@
+"""`pmatch sample`: writes the synthetic catalogue and its monitoring batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pmatch.stages.common import add_params_argument, params_from, print_json, progress_printer, say
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--products", type=int, help="products (default: sample.products)")
+    parser.add_argument("--seed", type=int, help="random seed (default: sample.seed)")
+    parser.add_argument("--batch-pairs", type=int, help="pairs per monitoring batch (default: sample.batch_pairs)")
+    parser.add_argument("--out", type=Path, required=True, help="catalogue folder to write (replaced)")
+    add_params_argument(parser)
+
+
+def run(args) -> None:
+    from pmatch.catalog.sample import write_sample
+
+    params = params_from(args)
+    products = args.products if args.products is not None else params.sample.products
+    seed = args.seed if args.seed is not None else params.sample.seed
+    batch_pairs = args.batch_pairs if args.batch_pairs is not None else params.sample.batch_pairs
+    if products < 2:
+        raise ValueError(f"--products {products}: a catalogue needs at least 2 products")
+    say(f"writing a {products}-product sample catalogue (seed {seed}) to {args.out}")
+    summary = write_sample(args.out, products=products, seed=seed, batch_pairs=batch_pairs,
+                           random_negatives=params.preprocess.random_negatives,
+                           hard_negatives=params.preprocess.hard_negatives,
+                           progress=progress_printer("products drawn"))
+    print_json(summary)

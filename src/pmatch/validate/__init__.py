@@ -1,0 +1,1 @@
+"""The data contract for catalogues (Great Expectations)."""
