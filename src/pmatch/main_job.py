@@ -41,7 +41,7 @@ def migrate_airflow_db() -> None:
 def load_dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {json.dumps(bag.import_errors, indent=2)}")
     if dag_id not in bag.dags:
@@ -62,9 +62,11 @@ def describe_run(dag_id: str, run_id: str) -> dict:
 
     with create_session() as session:
         dag_run = session.query(DagRun).filter_by(dag_id=dag_id, run_id=run_id).one()
+        instances = sorted(dag_run.get_task_instances(session=session),
+                           key=lambda instance: (instance.start_date is None, instance.start_date))
         tasks = {
             instance.task_id: {"state": str(instance.state), "seconds": round(instance.duration or 0, 1)}
-            for instance in dag_run.get_task_instances(session=session)
+            for instance in instances
         }
         return {"dag_id": dag_id, "run_id": run_id, "state": str(dag_run.state), "tasks": tasks}
 

@@ -8,6 +8,7 @@ ids, verdicts.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def repro(stage: str, project_dir: str | Path | None = None) -> str:
         raise ValueError(f"unknown dvc stage {stage!r}; stages are {', '.join(DVC_STAGES)}")
     root = workspace(project_dir).root
     command = [sys.executable, "-m", "dvc", "repro", stage]
-    print(f"$ {' '.join(command[1:])}  (in {root})", flush=True)
+    print(f"$ dvc repro {stage}  (in {root})", flush=True)
     # dvc.yaml's commands call `pmatch`: make sure this environment's scripts come first.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -98,9 +99,12 @@ def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None =
         verdict = monitor_batch(matcher, model_dir / "reference_scores.csv", batch_dir, params.monitor,
                                 space.monitor_dir, run_id, model_version=model_dir.name)
         prefix = ("monitoring", safe_name(batch_dir.name), safe_name(run_id))
-        for name in ("drift.html", "drift.json", "verdict.json", "scores.csv"):
+        for name in ("drift.html", "drift.json", "scores.csv"):
             registry.upload_file(Path(verdict["report_html"]).parent / name, *prefix, name)
         verdict["s3_uri"] = registry.uri(*prefix)
+        verdict_path = Path(verdict["report_html"]).with_name("verdict.json")
+        verdict_path.write_text(json.dumps(verdict, indent=2))
+        registry.upload_file(verdict_path, *prefix, "verdict.json")
     print(f"monitor: batch {batch_dir.name}: drift={verdict['drift']} "
           f"({verdict['method']} score {verdict['drift_score']:.4f}, threshold {verdict['threshold']}); "
           f"report {verdict['report_html']}", flush=True)

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ PAIR_COLUMNS = [
 ]
 BATCH_NAMES = ("unshifted", "shifted")
 PROGRESS_EVERY = 100
+DRAW_THREADS = 4
 
 # The colours of the catalogue. Neighbours (blue/navy/teal, red/brown, gray/beige) are still
 # about 90 RGB units apart, so a photo's colour stays readable under the lighting jitter.
@@ -114,9 +116,9 @@ TITLE_TEMPLATES = (
     "{name} | {colour} | {material}",
 )
 DESCRIPTION_TEMPLATES = (
-    "A {pattern} {material} {noun} from {brand}{colours}. {feature} Size: {size}.",
+    "{pattern_capital} {material} {noun} from {brand}{colours}. {feature} Size: {size}.",
     "{brand} {noun}, {pattern} and {material}{colours}, size {size}. {feature}",
-    "{feature} {pattern_capital} {material} {noun} by {brand}{colours}, {size}.",
+    "{feature} Made by {brand}: {pattern} {material} {noun}{colours}, {size}.",
 )
 
 # Light and dark backdrops; a photo only uses those far from its object's colour.
@@ -503,20 +505,29 @@ def _catalog_record(row: PlannedRow) -> dict:
 
 
 def _write_rows(folder: Path, rows: list[PlannedRow], counter: _ProgressCounter) -> None:
-    """Draws and saves each row's photo under folder/images/."""
+    """Draws and saves each row's photo under folder/images/, a few photos at a time.
+
+    Pillow and numpy release the GIL while they work, so threads use the spare cores; every
+    photo has its own generator and file, so the output does not depend on the scheduling.
+    """
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    for row in rows:
-        photo = draw_photo(
-            row.category_key,
-            _colour_rgb(row.color),
-            row.pattern,
-            row.material,
-            np.random.default_rng(list(row.photo_key)),
-            dark="dark" in row.image_shifts,
-            blur="blur" in row.image_shifts,
-        )
-        photo.save(folder / row.image_path, format="PNG")
-        counter.step()
+    workers = min(DRAW_THREADS, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as executor:
+        for _ in executor.map(lambda row: _write_photo(folder, row), rows):
+            counter.step()
+
+
+def _write_photo(folder: Path, row: PlannedRow) -> None:
+    photo = draw_photo(
+        row.category_key,
+        _colour_rgb(row.color),
+        row.pattern,
+        row.material,
+        np.random.default_rng(list(row.photo_key)),
+        dark="dark" in row.image_shifts,
+        blur="blur" in row.image_shifts,
+    )
+    photo.save(folder / row.image_path, format="PNG")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -771,10 +782,7 @@ def draw_photo(
     category = CATEGORIES[category_key]
     size = DRAW_SIZE
     colour_array = np.array(colour, dtype=np.float32)
-    body, shade, neutral = _draw_layers(category.shapes, size)
-    silhouette = np.maximum(np.maximum(body, shade), neutral)
-    # A dark rim keeps white objects readable on light backdrops and black ones on dark.
-    rim = np.asarray(Image.fromarray(silhouette).filter(ImageFilter.MaxFilter(5)))
+    body, shade, neutral, rim = _category_masks(category_key)
 
     texture = _pattern_texture(colour_array, pattern, rng, size)
     texture = _apply_material(texture, material, rng, size)
@@ -808,12 +816,25 @@ def draw_photo(
     return photo
 
 
+@lru_cache(maxsize=len(CATEGORIES))
+def _category_masks(category_key: str) -> tuple[np.ndarray, ...]:
+    """The body, shade and neutral masks of a category, and the rim around all three.
+
+    The silhouette of a category never changes, so it is drawn once per process.
+    """
+    body, shade, neutral = _draw_layers(CATEGORIES[category_key].shapes, DRAW_SIZE)
+    silhouette = np.maximum(np.maximum(body, shade), neutral)
+    # A dark rim keeps white objects readable on light backdrops and black ones on dark.
+    rim = np.asarray(Image.fromarray(silhouette).filter(ImageFilter.MaxFilter(5)))
+    return body, shade, neutral, rim
+
+
 def _draw_layers(shapes: tuple[tuple, ...], size: int) -> tuple[np.ndarray, ...]:
     """Rasterises the shapes into body, shade and neutral masks (0 or 255) at size x size.
 
     Kinds: polygon/line (points; line width), rectangle/ellipse (box), rounded (box, corner
-    radius), chord/arc (box, start and end degrees; arc width), ring (box, width). Sizes are
-    fractions of the canvas.
+    radius), chord (box, start and end degrees), arc (box, width; the upper half), ring (box,
+    width). Coordinates and widths are fractions of the canvas side.
     """
     masks = {layer: Image.new("L", (size, size), 0) for layer in ("body", "shade", "neutral")}
     for layer, kind, coordinates, extra in shapes:

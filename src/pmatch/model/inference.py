@@ -72,13 +72,14 @@ class Matcher:
         scores = []
         for start in range(0, len(image_embeddings), batch_size):
             stop = start + batch_size
-            scores.append(np.asarray(self.scorer.predict_on_batch(
-                [image_embeddings[start:stop], text_embeddings[start:stop]])).reshape(-1))
+            scores.append(np.asarray(self.scorer(
+                [image_embeddings[start:stop], text_embeddings[start:stop]], training=False)).reshape(-1))
         return np.concatenate(scores) if scores else np.zeros(0, dtype="float32")
 
 
 def _predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    outputs = [np.asarray(model.predict_on_batch(inputs[start:start + batch_size]))
+    # Calling the model directly runs eagerly: no retracing for every new batch shape.
+    outputs = [np.asarray(model(inputs[start:start + batch_size], training=False))
                for start in range(0, len(inputs), batch_size)]
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), dtype="float32")

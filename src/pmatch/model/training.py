@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+
+import numpy as np
 
 from pmatch.config import TrainParams
 from pmatch.features.dataset import Dataset
@@ -23,28 +24,36 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def compile_matching_model(model, learning_rate: float) -> None:
-    """The matching model's own loss and metrics: binary cross-entropy on match labels."""
-    import keras
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-    )
+def matched_rows(dataset: Dataset, split: str) -> dict[str, np.ndarray]:
+    """Each catalogue row of a split as a matched (photo, text) example."""
+    rows = dataset.items.index[dataset.items["split"] == split].to_numpy()
+    return {
+        "image": dataset.images[dataset.items["image_index"].to_numpy()[rows]],
+        "tokens": dataset.tokens[rows],
+    }
 
 
-def train_model(dataset: Dataset, params: TrainParams, out_dir: str | Path, verbose: int = 2) -> dict:
-    """Fits the model with early stopping on validation loss and writes the model folder.
+def train_model(
+    dataset: Dataset, params: TrainParams, out_dir: str | Path, verbose: int = 2
+) -> dict:
+    """Trains the towers contrastively, calibrates the scorer, writes the model folder.
 
-    out_dir gets model.keras (the best epoch's weights), vocab.json and preprocessing.json
-    (what scoring needs to turn photos and text into inputs), history.csv and
-    training_curve.png. The model file is written under a temporary name and renamed, so a
-    crash never leaves a half-written model. Returns a summary dict.
+    1. The towers learn a shared space with symmetric InfoNCE over the train rows (in-batch
+       negatives, learnable temperature), early-stopped on validation loss.
+    2. The scorer's scale and bias are fitted by logistic regression on the cosine of the
+       validation pairs (matches, random and hard negatives), so scores are probabilities.
+
+    out_dir gets model.keras, vocab.json and preprocessing.json (what scoring needs),
+    history.csv and training_curve.png. The model file is written under a temporary name
+    and renamed, so a crash never leaves a half-written model. Returns a summary dict.
     """
     import keras
 
-    from pmatch.model.matcher import build_matching_model
+    from pmatch.model.matcher import (
+        build_contrastive_trainer,
+        build_matching_model,
+        symmetric_info_nce,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -54,27 +63,30 @@ def train_model(dataset: Dataset, params: TrainParams, out_dir: str | Path, verb
     model = build_matching_model(
         image_size, len(dataset.vocabulary), max_tokens, params.embedding_dim, params.projection_dim
     )
-    compile_matching_model(model, params.learning_rate)
+    trainer = build_contrastive_trainer(model)
+    trainer.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=symmetric_info_nce)
 
-    train_pairs, val_pairs = dataset.split_pairs("train"), dataset.split_pairs("val")
-    if train_pairs.empty or val_pairs.empty:
+    train_rows, val_rows = matched_rows(dataset, "train"), matched_rows(dataset, "val")
+    if len(train_rows["image"]) < 2 or len(val_rows["image"]) < 2:
         raise ValueError(
-            "the train or val split has no pairs; the catalogue needs at least 3 products "
-            "(check preprocess.val_fraction / preprocess.test_fraction)"
+            "the train or val split has fewer than 2 rows; the catalogue needs more products "
+            "(or change preprocess.val_fraction / preprocess.test_fraction)"
         )
     checkpoint = out_dir / "best.weights.h5"
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True
         ),
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True,
-                                        save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True
+        ),
         keras.callbacks.CSVLogger(out_dir / "history.csv"),
     ]
-    history = model.fit(
-        dataset.pair_inputs(train_pairs),
-        train_pairs["label"].to_numpy("float32"),
-        validation_data=(dataset.pair_inputs(val_pairs), val_pairs["label"].to_numpy("float32")),
+    # fit() needs targets; the contrastive loss ignores them (the diagonal is the label).
+    history = trainer.fit(
+        train_rows,
+        np.zeros(len(train_rows["image"]), dtype="float32"),
+        validation_data=(val_rows, np.zeros(len(val_rows["image"]), dtype="float32")),
         epochs=params.num_epochs,
         batch_size=params.batch_size,
         shuffle=True,
@@ -82,8 +94,9 @@ def train_model(dataset: Dataset, params: TrainParams, out_dir: str | Path, verb
         verbose=verbose,
     )
     if checkpoint.exists():
-        model.load_weights(checkpoint)
+        trainer.load_weights(checkpoint)
         checkpoint.unlink()
+    calibration = calibrate_scorer(model, dataset, "val")
 
     temporary = out_dir / f"partial-{MODEL_FILE}"
     model.save(temporary)
@@ -93,19 +106,37 @@ def train_model(dataset: Dataset, params: TrainParams, out_dir: str | Path, verb
         json.dumps({"image_size": image_size, "max_tokens": max_tokens}, indent=2)
     )
     losses = history.history["val_loss"]
-    best_epoch = int(min(range(len(losses)), key=losses.__getitem__)) + 1
+    best_epoch = int(np.argmin(losses)) + 1
     _plot_history(history.history, out_dir / "training_curve.png")
     summary = {
         "epochs_run": len(losses),
         "best_epoch": best_epoch,
-        "best_val_loss": round(float(losses[best_epoch - 1]), 5),
-        "best_val_auc": round(float(history.history["val_auc"][best_epoch - 1]), 5),
-        "train_pairs": int(len(train_pairs)),
-        "val_pairs": int(len(val_pairs)),
+        "best_val_contrastive_loss": round(float(losses[best_epoch - 1]), 5),
+        "train_rows": int(len(train_rows["image"])),
+        "val_rows": int(len(val_rows["image"])),
         "parameters": int(model.count_params()),
+        **calibration,
     }
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def calibrate_scorer(model, dataset: Dataset, split: str) -> dict:
+    """Fits the scorer's sigmoid(scale * cosine + bias) to the split's labelled pairs."""
+    from sklearn.linear_model import LogisticRegression
+
+    pairs = dataset.split_pairs(split)
+    inputs = dataset.pair_inputs(pairs)
+    image_embeddings = model.get_layer("image_encoder").predict(inputs["image"], verbose=0)
+    text_embeddings = model.get_layer("text_encoder").predict(inputs["tokens"], verbose=0)
+    cosine = np.sum(image_embeddings * text_embeddings, axis=1, keepdims=True)
+    regression = LogisticRegression(C=100.0).fit(cosine, pairs["label"].to_numpy())
+    scale, bias = float(regression.coef_[0, 0]), float(regression.intercept_[0])
+    model.get_layer("scorer").get_layer("match_probability").set_weights(
+        [np.array([[scale]], dtype="float32"), np.array([bias], dtype="float32")]
+    )
+    return {"calibration_pairs": int(len(pairs)), "score_scale": round(scale, 4),
+            "score_bias": round(bias, 4)}
 
 
 def _plot_history(history: dict, path: Path) -> None:
@@ -114,19 +145,14 @@ def _plot_history(history: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    figure, axis = plt.subplots(figsize=(6, 4))
     epochs = range(1, len(history["loss"]) + 1)
-    for axis, metric in zip(axes, ("loss", "auc"), strict=True):
-        axis.plot(epochs, history[metric], label="train")
-        axis.plot(epochs, history[f"val_{metric}"], label="validation")
-        axis.set_xlabel("epoch")
-        axis.set_title(metric)
-        axis.legend()
+    axis.plot(epochs, history["loss"], label="train")
+    axis.plot(epochs, history["val_loss"], label="validation")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("symmetric InfoNCE loss")
+    axis.set_title("Training curve")
+    axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def copy_model_folder(source: str | Path, destination: str | Path) -> None:
-    """Copies a trained model folder (used when bundling a model for deployment)."""
-    shutil.copytree(source, destination, dirs_exist_ok=True)
