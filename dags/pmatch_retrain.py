@@ -53,7 +53,10 @@ def deploy(**context) -> dict:
     doc_md=__doc__,
 )
 def pmatch_retrain():
-    stages = [dvc_stage.override(task_id=stage)(stage) for stage in ("validate", "preprocess", "train", "evaluate")]
+    stages = [
+        dvc_stage.override(task_id=stage)(stage)
+        for stage in ("validate", "preprocess", "train", "evaluate")
+    ]
     chain(*stages, gate(), deploy())
 
 

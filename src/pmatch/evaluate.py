@@ -21,7 +21,9 @@ def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, thresholds = precision_recall_curve(labels, scores)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    f1 = np.where(
+        precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0
+    )
     # The last precision/recall point has no threshold; drop it.
     best = int(np.argmax(f1[:-1][::-1]))
     return float(thresholds[::-1][best])
@@ -36,8 +38,12 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
     true_positive = int(np.sum(predicted & positive))
     false_positive = int(np.sum(predicted & ~positive))
     false_negative = int(np.sum(~predicted & positive))
-    precision = true_positive / (true_positive + false_positive) if true_positive + false_positive else 0.0
-    recall = true_positive / (true_positive + false_negative) if true_positive + false_negative else 0.0
+    precision = (
+        true_positive / (true_positive + false_positive) if true_positive + false_positive else 0.0
+    )
+    recall = (
+        true_positive / (true_positive + false_negative) if true_positive + false_negative else 0.0
+    )
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     roc_auc = float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else math.nan
     return {
@@ -60,11 +66,14 @@ def score_pairs(matcher, dataset: Dataset, pairs: pd.DataFrame) -> np.ndarray:
     used_texts, text_positions = np.unique(pairs["text_row"].to_numpy(), return_inverse=True)
     image_embeddings = matcher.embed_images(dataset.images[used_images])
     text_embeddings = matcher.embed_token_ids(dataset.tokens[used_texts])
-    return matcher.score_embeddings(image_embeddings[image_positions], text_embeddings[text_positions])
+    return matcher.score_embeddings(
+        image_embeddings[image_positions], text_embeddings[text_positions]
+    )
 
 
-def evaluate_model(model_dir: str | Path, dataset_dir: str | Path, params: EvaluateParams,
-                   out_dir: str | Path) -> dict:
+def evaluate_model(
+    model_dir: str | Path, dataset_dir: str | Path, params: EvaluateParams, out_dir: str | Path
+) -> dict:
     """Chooses the threshold on val, measures test, writes metrics, plot data and plots.
 
     out_dir gets metrics.json (DVC metrics), pr_curve.csv and score_histogram.csv (DVC plots),
@@ -78,7 +87,9 @@ def evaluate_model(model_dir: str | Path, dataset_dir: str | Path, params: Evalu
     dataset = load_dataset(dataset_dir)
     val_pairs, test_pairs = dataset.split_pairs("val"), dataset.split_pairs("test")
     if test_pairs.empty or val_pairs.empty:
-        raise ValueError(f"{dataset_dir}: the val or test split has no pairs; the catalogue is too small")
+        raise ValueError(
+            f"{dataset_dir}: the val or test split has no pairs; the catalogue is too small"
+        )
     val_scores = score_pairs(matcher, dataset, val_pairs)
     test_scores = score_pairs(matcher, dataset, test_pairs)
     val_labels, test_labels = val_pairs["label"].to_numpy(), test_pairs["label"].to_numpy()
@@ -90,7 +101,8 @@ def evaluate_model(model_dir: str | Path, dataset_dir: str | Path, params: Evalu
     for kind in ("random", "hard"):
         chosen = (test_pairs["kind"].isin(["match", kind])).to_numpy()
         metrics[f"f1_{kind}_negatives"] = classification_metrics(
-            test_labels[chosen], test_scores[chosen], threshold)["f1"]
+            test_labels[chosen], test_scores[chosen], threshold
+        )["f1"]
     metrics = {key: _round(value) for key, value in metrics.items()}
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
 
@@ -117,11 +129,13 @@ def _write_plots(labels, scores, threshold, params: EvaluateParams, out_dir: Pat
     pr_curve = pd.DataFrame({"recall": np.round(recall, 5), "precision": np.round(precision, 5)})
     pr_curve.to_csv(out_dir / "pr_curve.csv", index=False)
     edges = np.linspace(0, 1, params.histogram_bins + 1)
-    histogram = pd.DataFrame({
-        "score": np.round((edges[:-1] + edges[1:]) / 2, 4),
-        "matches": np.histogram(scores[labels == 1], edges)[0],
-        "non_matches": np.histogram(scores[labels == 0], edges)[0],
-    })
+    histogram = pd.DataFrame(
+        {
+            "score": np.round((edges[:-1] + edges[1:]) / 2, 4),
+            "matches": np.histogram(scores[labels == 1], edges)[0],
+            "non_matches": np.histogram(scores[labels == 0], edges)[0],
+        }
+    )
     histogram.to_csv(out_dir / "score_histogram.csv", index=False)
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -129,7 +143,9 @@ def _write_plots(labels, scores, threshold, params: EvaluateParams, out_dir: Pat
     axes[0].set_xlabel("recall")
     axes[0].set_ylabel("precision")
     axes[0].set_title("Precision-recall, test split")
-    axes[1].hist([scores[labels == 1], scores[labels == 0]], bins=edges, label=["match", "non-match"])
+    axes[1].hist(
+        [scores[labels == 1], scores[labels == 0]], bins=edges, label=["match", "non-match"]
+    )
     axes[1].axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
     axes[1].set_xlabel("match score")
     axes[1].set_title("Score histogram, test split")

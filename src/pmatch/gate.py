@@ -28,17 +28,23 @@ class GateDecision:
 
 
 def _f1(metrics: dict | None) -> float | None:
-    """The F1 in a metrics dict, or None when it is absent, not a number or NaN."""
-    if not metrics:
+    """The F1 in a metrics dict, or None when it is absent, not a number, NaN or not in [0, 1]."""
+    if not isinstance(metrics, dict):
         return None
     value = metrics.get("f1")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if math.isnan(value) or not 0 <= value <= 1:
         return None
     return float(value)
 
 
-def decide(candidate_metrics: dict | None, production_metrics: dict | None,
-           production_version: str | None, params: GateParams) -> GateDecision:
+def decide(
+    candidate_metrics: dict | None,
+    production_metrics: dict | None,
+    production_version: str | None,
+    params: GateParams,
+) -> GateDecision:
     """Deploy when candidate F1 >= min_f1 and >= production F1 - max_regression.
 
     Missing or NaN candidate metrics always mean no deploy. A production model whose
@@ -49,8 +55,13 @@ def decide(candidate_metrics: dict | None, production_metrics: dict | None,
     reasons = []
     deploy = True
     if candidate_f1 is None:
-        return GateDecision(False, ["candidate metrics are missing or F1 is NaN: not deploying"],
-                            None, production_f1, production_version)
+        return GateDecision(
+            False,
+            ["candidate metrics are missing or F1 is not a number in [0, 1]: not deploying"],
+            None,
+            production_f1,
+            production_version,
+        )
     if candidate_f1 < params.min_f1:
         deploy = False
         reasons.append(f"candidate F1 {candidate_f1:.4f} < gate.min_f1 {params.min_f1:.4f}")
@@ -84,7 +95,9 @@ def read_metrics(path: str | Path) -> dict | None:
         return None
 
 
-def run_gate(metrics_path: str | Path, registry, params: GateParams, out_path: str | Path) -> GateDecision:
+def run_gate(
+    metrics_path: str | Path, registry, params: GateParams, out_path: str | Path
+) -> GateDecision:
     """Decides on the candidate at metrics_path against the registry's production model
     and writes the decision (deploy or not, with reasons) to out_path."""
     production_version, production_metrics = registry.production_metrics()

@@ -34,8 +34,9 @@ def configure_airflow(root: Path) -> None:
 
 def migrate_airflow_db() -> None:
     """Creates or upgrades the Airflow metadata DB (idempotent)."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def load_dag(dag_id: str):
@@ -62,10 +63,15 @@ def describe_run(dag_id: str, run_id: str) -> dict:
 
     with create_session() as session:
         dag_run = session.query(DagRun).filter_by(dag_id=dag_id, run_id=run_id).one()
-        instances = sorted(dag_run.get_task_instances(session=session),
-                           key=lambda instance: (instance.start_date is None, instance.start_date))
+        instances = sorted(
+            dag_run.get_task_instances(session=session),
+            key=lambda instance: (instance.start_date is None, instance.start_date),
+        )
         tasks = {
-            instance.task_id: {"state": str(instance.state), "seconds": round(instance.duration or 0, 1)}
+            instance.task_id: {
+                "state": str(instance.state),
+                "seconds": round(instance.duration or 0, 1),
+            }
             for instance in instances
         }
         return {"dag_id": dag_id, "run_id": run_id, "state": str(dag_run.state), "tasks": tasks}
@@ -129,14 +135,22 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
         summary["production_after"] = after["version"] if after else None
 
         summary["monitor"] = {}
+        queued_before = set(queued_runs("pmatch_retrain"))
         for offset, batch in enumerate(BATCHES):
             batch_dir = space.sample_dir / "batches" / batch
-            monitor_run = timed(f"pmatch_monitor ({batch})", run_dag, "pmatch_monitor",
-                                run_date + timedelta(seconds=offset), {"batch": str(batch_dir)})
+            monitor_run = timed(
+                f"pmatch_monitor ({batch})",
+                run_dag,
+                "pmatch_monitor",
+                run_date + timedelta(seconds=offset),
+                {"batch": str(batch_dir)},
+            )
             verdict_path = space.monitor_dir / batch / _safe(monitor_run["run_id"]) / "verdict.json"
             verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else {}
             summary["monitor"][batch] = {"run": monitor_run, "verdict": verdict}
-        summary["retrain_runs_queued_by_drift"] = queued_runs("pmatch_retrain")
+        summary["retrain_runs_queued_by_drift"] = sorted(
+            set(queued_runs("pmatch_retrain")) - queued_before
+        )
     summary["timings_seconds"] = timings
     summary_path = space.root / "reports" / "main_job_summary.json"
     summary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +192,10 @@ def format_summary(summary: dict, root: Path) -> str:
             lines.append(f"drift ({batch:<9}) no verdict: monitor run {result['run']['state']}")
     queued = summary["retrain_runs_queued_by_drift"]
     if queued:
-        lines.append(f"retraining queued  {len(queued)} pmatch_retrain run(s) triggered by drift "
-                     "(a scheduler runs them; `airflow standalone` or docker/)")
+        lines.append(
+            f"retraining queued  {len(queued)} pmatch_retrain run(s) triggered by drift "
+            "(a scheduler runs them; `airflow standalone` or docker/)"
+        )
     lines.append("time per step")
     for name, seconds in summary["timings_seconds"].items():
         lines.append(f"  {name:<28} {seconds:>7.1f} s")

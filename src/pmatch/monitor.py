@@ -45,17 +45,22 @@ class _EmbeddingCache:
 def _check_pairs(frame: pd.DataFrame, path: Path, first_line: int) -> None:
     missing = [column for column in REQUIRED_PAIR_COLUMNS if column not in frame.columns]
     if missing:
-        raise PairsFileError(f"{path}: missing column(s) {', '.join(missing)}; a pairs file needs "
-                             f"{', '.join(REQUIRED_PAIR_COLUMNS)} (other columns are carried through)")
+        raise PairsFileError(
+            f"{path}: missing column(s) {', '.join(missing)}; a pairs file needs "
+            f"{', '.join(REQUIRED_PAIR_COLUMNS)} (other columns are carried through)"
+        )
     for column in REQUIRED_PAIR_COLUMNS:
         empty = frame.index[frame[column].astype(str).str.strip() == ""]
         if len(empty):
             line = first_line + int(empty[0])
-            raise PairsFileError(f"{path}: line {line} has an empty {column}; fill it or remove the row")
+            raise PairsFileError(
+                f"{path}: line {line} has an empty {column}; fill it or remove the row"
+            )
 
 
-def score_pairs_file(matcher, pairs_csv: str | Path, out_csv: str | Path, chunk_rows: int = 20_000,
-                     progress=None) -> dict:
+def score_pairs_file(
+    matcher, pairs_csv: str | Path, out_csv: str | Path, chunk_rows: int = 20_000, progress=None
+) -> dict:
     """Scores every (image_path, text) row of pairs_csv and writes out_csv.
 
     image_path is relative to the CSV's folder unless absolute. out_csv has the input's
@@ -67,7 +72,9 @@ def score_pairs_file(matcher, pairs_csv: str | Path, out_csv: str | Path, chunk_
     if not pairs_csv.is_file():
         raise PairsFileError(f"{pairs_csv}: no such pairs file")
     if matcher.threshold is None:
-        raise PairsFileError("the model has no decision threshold (metrics.json); pass one with --threshold")
+        raise PairsFileError(
+            "the model has no decision threshold (metrics.json); pass one with --threshold"
+        )
     base = pairs_csv.parent
     images, texts = _EmbeddingCache(), _EmbeddingCache()
     partial = out_csv.with_name(f".{out_csv.name}.partial")
@@ -79,6 +86,8 @@ def score_pairs_file(matcher, pairs_csv: str | Path, out_csv: str | Path, chunk_
         for chunk_index, chunk in enumerate(reader):
             chunk = chunk.reset_index(drop=True)
             _check_pairs(chunk, pairs_csv, first_line)
+            if chunk.empty:
+                continue
 
             def embed_photos(keys, chunk=chunk, first_line=first_line):
                 arrays = []
@@ -90,7 +99,8 @@ def score_pairs_file(matcher, pairs_csv: str | Path, out_csv: str | Path, chunk_
                         line = first_line + int(chunk.index[chunk["image_path"] == key][0])
                         raise PairsFileError(
                             f"{pairs_csv}: line {line}: cannot read photo {path} ({error}); "
-                            "fix image_path (relative to the pairs file's folder)") from None
+                            "fix image_path (relative to the pairs file's folder)"
+                        ) from None
                 return matcher.embed_images(np.stack(arrays))
 
             image_embeddings = images.lookup(list(chunk["image_path"]), embed_photos)
@@ -98,7 +108,9 @@ def score_pairs_file(matcher, pairs_csv: str | Path, out_csv: str | Path, chunk_
             scores = matcher.score_embeddings(image_embeddings, text_embeddings)
             chunk["score"] = np.round(scores, 6)
             chunk["match"] = (scores >= matcher.threshold).astype(int)
-            chunk.to_csv(partial, mode="w" if chunk_index == 0 else "a", header=chunk_index == 0, index=False)
+            chunk.to_csv(
+                partial, mode="w" if chunk_index == 0 else "a", header=chunk_index == 0, index=False
+            )
             scored += len(chunk)
             first_line += len(chunk)
             if progress:
@@ -127,12 +139,21 @@ class DriftVerdict:
     reference_match_rate: float
 
     def to_dict(self) -> dict:
-        return {key: (bool(value) if isinstance(value, (bool, np.bool_)) else value)
-                for key, value in self.__dict__.items()}
+        return {
+            key: (bool(value) if isinstance(value, (bool, np.bool_)) else value)
+            for key, value in self.__dict__.items()
+        }
 
 
-def drift_report(reference_scores: np.ndarray, current_scores: np.ndarray, decision_threshold: float,
-                 params: MonitorParams, html_path: Path, json_path: Path, title: str) -> DriftVerdict:
+def drift_report(
+    reference_scores: np.ndarray,
+    current_scores: np.ndarray,
+    decision_threshold: float,
+    params: MonitorParams,
+    html_path: Path,
+    json_path: Path,
+    title: str,
+) -> DriftVerdict:
     """Compares two score distributions with Evidently and saves its HTML and JSON report."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.legacy.calculations.stattests import get_stattest
@@ -143,7 +164,9 @@ def drift_report(reference_scores: np.ndarray, current_scores: np.ndarray, decis
     definition = DataDefinition(numerical_columns=["score"])
     report = Report(
         [
-            ValueDrift(column="score", method=params.drift_method, threshold=params.drift_threshold),
+            ValueDrift(
+                column="score", method=params.drift_method, threshold=params.drift_threshold
+            ),
             MeanValue(column="score"),
             QuantileValue(column="score", quantile=0.5),
         ],
@@ -176,11 +199,20 @@ def drift_report(reference_scores: np.ndarray, current_scores: np.ndarray, decis
 
 def safe_name(text: str) -> str:
     """A run id or batch name made safe for file and S3 key names."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+    # '.' and '..' would step out of the reports folder.
+    return name if name.strip(".") else "run"
 
 
-def monitor_batch(matcher, reference_scores: str | Path, batch_dir: str | Path, params: MonitorParams,
-                  out_dir: str | Path, run_id: str, model_version: str | None = None) -> dict:
+def monitor_batch(
+    matcher,
+    reference_scores: str | Path,
+    batch_dir: str | Path,
+    params: MonitorParams,
+    out_dir: str | Path,
+    run_id: str,
+    model_version: str | None = None,
+) -> dict:
     """Scores batch_dir/pairs.csv, compares it with the model's reference scores, saves it all.
 
     reference_scores: the model's reference_scores.csv (its test-split scores).
@@ -190,14 +222,23 @@ def monitor_batch(matcher, reference_scores: str | Path, batch_dir: str | Path, 
     batch_dir = Path(batch_dir)
     reference_path = Path(reference_scores)
     if not reference_path.is_file():
-        raise FileNotFoundError(f"{reference_path}: the model has no reference scores to compare with")
+        raise FileNotFoundError(
+            f"{reference_path}: the model has no reference scores to compare with"
+        )
     run_dir = Path(out_dir) / safe_name(batch_dir.name) / safe_name(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     score_pairs_file(matcher, batch_dir / PAIRS_FILE, run_dir / "scores.csv")
     current = pd.read_csv(run_dir / "scores.csv")["score"].to_numpy()
     reference = pd.read_csv(reference_path)["score"].to_numpy()
-    verdict = drift_report(reference, current, matcher.threshold, params, run_dir / "drift.html",
-                           run_dir / "drift.json", title=f"pmatch score drift: {batch_dir.name} ({run_id})")
+    verdict = drift_report(
+        reference,
+        current,
+        matcher.threshold,
+        params,
+        run_dir / "drift.html",
+        run_dir / "drift.json",
+        title=f"pmatch score drift: {batch_dir.name} ({run_id})",
+    )
     result = {
         **verdict.to_dict(),
         "batch": str(batch_dir),

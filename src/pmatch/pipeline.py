@@ -45,12 +45,20 @@ def repro(stage: str, project_dir: str | Path | None = None) -> str:
     print(f"$ dvc repro {stage}  (in {root})", flush=True)
     # dvc.yaml's commands call `pmatch`: make sure this environment's scripts come first.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        command,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"},
+    )
     for line in process.stdout:
         print(line.rstrip(), flush=True)
     if process.wait() != 0:
-        raise StageFailed(f"`dvc repro {stage}` failed (exit {process.returncode}); see the output above")
+        raise StageFailed(
+            f"`dvc repro {stage}` failed (exit {process.returncode}); see the output above"
+        )
     return stage
 
 
@@ -62,12 +70,20 @@ def gate(project_dir: str | Path | None = None) -> dict:
     space = workspace(project_dir)
     params = load_params(space.params)
     with s3_settings(_settings(space)) as settings:
-        decision = run_gate(space.evaluate_dir / METRICS_FILE, open_registry(settings),
-                            params.gate, space.gate_file)
+        decision = run_gate(
+            space.evaluate_dir / METRICS_FILE, open_registry(settings), params.gate, space.gate_file
+        )
     for reason in decision.reasons:
         print(f"gate: {reason}", flush=True)
-    print(f"gate: {'DEPLOY' if decision.deploy else 'NO DEPLOY'} (decision in {space.gate_file})", flush=True)
-    return {"deploy": decision.deploy, "reasons": decision.reasons, "decision_file": str(space.gate_file)}
+    print(
+        f"gate: {'DEPLOY' if decision.deploy else 'NO DEPLOY'} (decision in {space.gate_file})",
+        flush=True,
+    )
+    return {
+        "deploy": decision.deploy,
+        "reasons": decision.reasons,
+        "decision_file": str(space.gate_file),
+    }
 
 
 def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = None) -> dict:
@@ -76,11 +92,21 @@ def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = Non
 
     space = workspace(project_dir)
     with s3_settings(_settings(space)) as settings:
-        deployment = deploy_version(open_registry(settings), space.model_dir, space.evaluate_dir,
-                                    space.params, space.gate_file, run_date, run_id)
+        deployment = deploy_version(
+            open_registry(settings),
+            space.model_dir,
+            space.evaluate_dir,
+            space.params,
+            space.gate_file,
+            run_date,
+            run_id,
+        )
     print(f"deployed {deployment.uri}; production -> {deployment.version}", flush=True)
-    return {"version": deployment.version, "uri": deployment.uri,
-            "previous_version": deployment.pointer.get("previous_version")}
+    return {
+        "version": deployment.version,
+        "uri": deployment.uri,
+        "previous_version": deployment.pointer.get("previous_version"),
+    }
 
 
 def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None = None) -> dict:
@@ -96,8 +122,15 @@ def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None =
         registry = open_registry(settings)
         model_dir = registry.download_production(space.model_cache)
         matcher = Matcher.load(model_dir)
-        verdict = monitor_batch(matcher, model_dir / "reference_scores.csv", batch_dir, params.monitor,
-                                space.monitor_dir, run_id, model_version=model_dir.name)
+        verdict = monitor_batch(
+            matcher,
+            model_dir / "reference_scores.csv",
+            batch_dir,
+            params.monitor,
+            space.monitor_dir,
+            run_id,
+            model_version=model_dir.name,
+        )
         prefix = ("monitoring", safe_name(batch_dir.name), safe_name(run_id))
         for name in ("drift.html", "drift.json", "scores.csv"):
             registry.upload_file(Path(verdict["report_html"]).parent / name, *prefix, name)
@@ -105,9 +138,12 @@ def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None =
         verdict_path = Path(verdict["report_html"]).with_name("verdict.json")
         verdict_path.write_text(json.dumps(verdict, indent=2))
         registry.upload_file(verdict_path, *prefix, "verdict.json")
-    print(f"monitor: batch {batch_dir.name}: drift={verdict['drift']} "
-          f"({verdict['method']} score {verdict['drift_score']:.4f}, threshold {verdict['threshold']}); "
-          f"report {verdict['report_html']}", flush=True)
+    print(
+        f"monitor: batch {batch_dir.name}: drift={verdict['drift']} "
+        f"({verdict['method']} score {verdict['drift_score']:.4f}, threshold {verdict['threshold']}); "
+        f"report {verdict['report_html']}",
+        flush=True,
+    )
     return verdict
 
 

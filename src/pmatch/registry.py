@@ -76,8 +76,12 @@ class ModelRegistry:
         return json.loads(body)
 
     def _put_json(self, key: str, document: dict) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, ContentType="application/json",
-                               Body=json.dumps(document, indent=2, sort_keys=True).encode())
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            ContentType="application/json",
+            Body=json.dumps(document, indent=2, sort_keys=True).encode(),
+        )
 
     def upload_file(self, path: str | Path, *parts: str) -> str:
         self.client.upload_file(str(path), self.bucket, self.key(*parts))
@@ -104,7 +108,7 @@ class ModelRegistry:
         found = set()
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key("models") + "/"):
             for item in page.get("Contents", []):
-                parts = item["Key"][len(self.key("models")) + 1:].split("/")
+                parts = item["Key"][len(self.key("models")) + 1 :].split("/")
                 if len(parts) == 2 and parts[1] == MANIFEST_FILE:
                     found.add(parts[0])
         return sorted(found)
@@ -116,8 +120,9 @@ class ModelRegistry:
         Raises RegistryError if the version already exists, complete or not.
         """
         prefix = self.key("models", version) + "/"
-        existing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
-        if existing.get("KeyCount", 0):
+        # No MaxKeys: s3rver answers InternalError to MaxKeys=1 on a non-empty prefix.
+        existing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        if existing.get("KeyCount", 0) or existing.get("Contents"):
             raise RegistryError(
                 f"{self.uri('models', version)} already exists; versions are immutable, "
                 "deploy under a new version id"
@@ -126,7 +131,9 @@ class ModelRegistry:
         for name, path in sorted(files.items()):
             path = Path(path)
             if not path.is_file():
-                raise RegistryError(f"{path}: missing, cannot publish version {version} without {name}")
+                raise RegistryError(
+                    f"{path}: missing, cannot publish version {version} without {name}"
+                )
             checksums[name] = _sha256(path)
             self.upload_file(path, "models", version, name)
         manifest = {"version": version, "files": checksums, **metadata}
@@ -167,7 +174,9 @@ class ModelRegistry:
             local = target / name
             self.client.download_file(self.bucket, self.key("models", version, name), str(local))
             if _sha256(local) != checksum:
-                raise RegistryError(f"{self.uri('models', version, name)}: checksum mismatch after download")
+                raise RegistryError(
+                    f"{self.uri('models', version, name)}: checksum mismatch after download"
+                )
         done_marker.write_text(json.dumps(manifest))
         return target
 
@@ -193,8 +202,15 @@ def version_id(run_date, model_path: str | Path) -> str:
     return f"{run_date.strftime('%Y%m%dT%H%M%SZ')}-{_sha256(Path(model_path))[:8]}"
 
 
-def deploy(registry: ModelRegistry, model_dir: str | Path, evaluate_dir: str | Path,
-           params_path: str | Path, gate_path: str | Path, run_date, run_id: str) -> Deployment:
+def deploy(
+    registry: ModelRegistry,
+    model_dir: str | Path,
+    evaluate_dir: str | Path,
+    params_path: str | Path,
+    gate_path: str | Path,
+    run_date,
+    run_id: str,
+) -> Deployment:
     """Publishes the candidate as a new version and points production at it.
 
     Refuses unless the gate decision at gate_path says deploy. run_date: the run's logical
@@ -209,7 +225,9 @@ def deploy(registry: ModelRegistry, model_dir: str | Path, evaluate_dir: str | P
         raise RegistryError(f"{gate_path}: no gate decision; run `pmatch gate` first")
     decision = GateDecision.load(gate_path)
     if not decision.deploy:
-        raise RegistryError(f"the gate refused this model ({'; '.join(decision.reasons)}); not deploying")
+        raise RegistryError(
+            f"the gate refused this model ({'; '.join(decision.reasons)}); not deploying"
+        )
     model_dir, evaluate_dir = Path(model_dir), Path(evaluate_dir)
     files = {
         MODEL_FILE: model_dir / MODEL_FILE,
@@ -222,11 +240,15 @@ def deploy(registry: ModelRegistry, model_dir: str | Path, evaluate_dir: str | P
     }
     version = version_id(run_date, files[MODEL_FILE])
     metrics = json.loads(files[METRICS_FILE].read_text())
-    uri = registry.publish(version, files, {
-        "run_id": run_id,
-        "run_date": run_date.isoformat(),
-        "f1": metrics.get("f1"),
-        "threshold": metrics.get("threshold"),
-    })
+    uri = registry.publish(
+        version,
+        files,
+        {
+            "run_id": run_id,
+            "run_date": run_date.isoformat(),
+            "f1": metrics.get("f1"),
+            "threshold": metrics.get("threshold"),
+        },
+    )
     pointer = registry.promote(version, promoted_at=run_date.isoformat())
     return Deployment(version, uri, pointer)

@@ -58,7 +58,13 @@ def test_catalogue_reads_and_covers_categories_colours_and_variants(sample):
     frame = read_catalog(folder)
 
     assert list(frame.columns[:8]) == [
-        "product_id", "variant", "title", "name", "color", "category", "description",
+        "product_id",
+        "variant",
+        "title",
+        "name",
+        "color",
+        "category",
+        "description",
         "image_path",
     ]
     assert summary["rows"] == len(frame) == summary["images"]
@@ -88,10 +94,16 @@ def test_batches_have_the_requested_pairs_with_mixed_labels(sample):
 
     for name in ("unshifted", "shifted"):
         batch = folder / "batches" / name
-        pairs = pd.read_csv(batch / "pairs.csv", dtype={"expected_match": int},
-                            keep_default_na=False)
+        pairs = pd.read_csv(
+            batch / "pairs.csv", dtype={"expected_match": int}, keep_default_na=False
+        )
         assert list(pairs.columns) == [
-            "pair_id", "image_path", "text", "product_id", "expected_match", "pair_kind",
+            "pair_id",
+            "image_path",
+            "text",
+            "product_id",
+            "expected_match",
+            "pair_kind",
             "shift",
         ]
         assert len(pairs) == BATCH_PAIRS
@@ -129,7 +141,9 @@ def test_existing_catalogue_is_replaced_whole(tmp_path):
     stale.write_bytes(b"left from an older run")
     calls = []
 
-    write_sample(folder, products=5, seed=1, batch_pairs=3, progress=lambda *args: calls.append(args))
+    write_sample(
+        folder, products=5, seed=1, batch_pairs=3, progress=lambda *args: calls.append(args)
+    )
 
     assert not stale.exists()
     assert read_catalog(folder)["product_id"].nunique() == 5

@@ -23,11 +23,24 @@ IMAGE_SIZE = 96
 # Shapes are drawn at twice the output size and scaled down, which anti-aliases every edge.
 DRAW_SIZE = 2 * IMAGE_SIZE
 CATALOG_COLUMNS = [
-    "product_id", "variant", "title", "name", "color", "category", "description", "image_path",
+    "product_id",
+    "variant",
+    "title",
+    "name",
+    "color",
+    "category",
+    "description",
+    "image_path",
 ]
 PAIRS_FILE = "pairs.csv"
 PAIR_COLUMNS = [
-    "pair_id", "image_path", "text", "product_id", "expected_match", "pair_kind", "shift",
+    "pair_id",
+    "image_path",
+    "text",
+    "product_id",
+    "expected_match",
+    "pair_kind",
+    "shift",
 ]
 BATCH_NAMES = ("unshifted", "shifted")
 PROGRESS_EVERY = 100
@@ -71,12 +84,35 @@ COLOUR_WORDS = {
 SYNONYM_SHARE = 0.3
 
 BRANDS = (
-    "Nordhaven", "Kestrel", "Lumora", "Brightfield", "Ashgrove", "Corvina", "Talvik",
-    "Fenwick", "Oaklume", "Marisol", "Vantera", "Quillon", "Hollin", "Brisa", "Sundvik",
+    "Nordhaven",
+    "Kestrel",
+    "Lumora",
+    "Brightfield",
+    "Ashgrove",
+    "Corvina",
+    "Talvik",
+    "Fenwick",
+    "Oaklume",
+    "Marisol",
+    "Vantera",
+    "Quillon",
+    "Hollin",
+    "Brisa",
+    "Sundvik",
 )
 STYLES = (
-    "Classic", "Everyday", "Urban", "Heritage", "Essential", "Studio", "Coastal", "Metro",
-    "Vintage", "Nordic", "Summit", "Harbor",
+    "Classic",
+    "Everyday",
+    "Urban",
+    "Heritage",
+    "Essential",
+    "Studio",
+    "Coastal",
+    "Metro",
+    "Vintage",
+    "Nordic",
+    "Summit",
+    "Harbor",
 )
 
 PATTERNS = ("solid", "striped", "dotted", "checked")
@@ -123,8 +159,14 @@ DESCRIPTION_TEMPLATES = (
 
 # Light and dark backdrops; a photo only uses those far from its object's colour.
 BACKGROUNDS = (
-    (236, 236, 232), (214, 218, 224), (226, 232, 220), (240, 228, 214),
-    (205, 205, 205), (180, 190, 200), (60, 64, 72), (44, 52, 66),
+    (236, 236, 232),
+    (214, 218, 224),
+    (226, 232, 220),
+    (240, 228, 214),
+    (205, 205, 205),
+    (180, 190, 200),
+    (60, 64, 72),
+    (44, 52, 66),
 )
 MIN_BACKGROUND_DISTANCE = 120
 
@@ -164,10 +206,27 @@ CATEGORIES = {
         soft=True,
         neutral=(60, 60, 60),
         shapes=(
-            ("body", "polygon", ((0.37, 0.12), (0.45, 0.17), (0.55, 0.17), (0.63, 0.12),
-                                 (0.86, 0.22), (0.97, 0.42), (0.80, 0.49), (0.75, 0.42),
-                                 (0.75, 0.90), (0.25, 0.90), (0.25, 0.42), (0.20, 0.49),
-                                 (0.03, 0.42), (0.14, 0.22)), None),
+            (
+                "body",
+                "polygon",
+                (
+                    (0.37, 0.12),
+                    (0.45, 0.17),
+                    (0.55, 0.17),
+                    (0.63, 0.12),
+                    (0.86, 0.22),
+                    (0.97, 0.42),
+                    (0.80, 0.49),
+                    (0.75, 0.42),
+                    (0.75, 0.90),
+                    (0.25, 0.90),
+                    (0.25, 0.42),
+                    (0.20, 0.49),
+                    (0.03, 0.42),
+                    (0.14, 0.22),
+                ),
+                None,
+            ),
             ("shade", "line", ((0.37, 0.12), (0.45, 0.19), (0.55, 0.19), (0.63, 0.12)), 0.03),
             ("shade", "line", ((0.80, 0.49), (0.97, 0.42)), 0.025),
             ("shade", "line", ((0.03, 0.42), (0.20, 0.49)), 0.025),
@@ -185,8 +244,20 @@ CATEGORIES = {
         soft=True,
         neutral=(200, 170, 70),
         shapes=(
-            ("body", "polygon", ((0.28, 0.08), (0.72, 0.08), (0.77, 0.93), (0.55, 0.93),
-                                 (0.50, 0.36), (0.45, 0.93), (0.23, 0.93)), None),
+            (
+                "body",
+                "polygon",
+                (
+                    (0.28, 0.08),
+                    (0.72, 0.08),
+                    (0.77, 0.93),
+                    (0.55, 0.93),
+                    (0.50, 0.36),
+                    (0.45, 0.93),
+                    (0.23, 0.93),
+                ),
+                None,
+            ),
             ("shade", "rectangle", (0.28, 0.08, 0.72, 0.16), None),
             ("shade", "line", ((0.50, 0.16), (0.50, 0.34)), 0.015),
             ("neutral", "ellipse", (0.48, 0.10, 0.52, 0.14), None),
@@ -204,9 +275,22 @@ CATEGORIES = {
         soft=True,
         neutral=(236, 234, 226),
         shapes=(
-            ("body", "polygon", ((0.06, 0.40), (0.22, 0.34), (0.34, 0.42), (0.44, 0.48),
-                                 (0.62, 0.52), (0.82, 0.57), (0.94, 0.66), (0.94, 0.74),
-                                 (0.06, 0.74)), None),
+            (
+                "body",
+                "polygon",
+                (
+                    (0.06, 0.40),
+                    (0.22, 0.34),
+                    (0.34, 0.42),
+                    (0.44, 0.48),
+                    (0.62, 0.52),
+                    (0.82, 0.57),
+                    (0.94, 0.66),
+                    (0.94, 0.74),
+                    (0.06, 0.74),
+                ),
+                None,
+            ),
             ("neutral", "rounded", (0.04, 0.70, 0.96, 0.82), 0.04),
             ("shade", "ellipse", (0.10, 0.35, 0.30, 0.44), None),
             ("shade", "line", ((0.40, 0.49), (0.45, 0.43)), 0.02),
@@ -404,24 +488,23 @@ def write_sample(
 
     catalog_rows = _plan_rows(seed, CATALOG_STREAM, "P", products, shifted=False)
     batch_plans = {
-        name: _plan_batch(
-            seed, stream, name, batch_pairs, random_negatives, hard_negatives
-        )
+        name: _plan_batch(seed, stream, name, batch_pairs, random_negatives, hard_negatives)
         for name, stream in zip(BATCH_NAMES, (UNSHIFTED_STREAM, SHIFTED_STREAM), strict=True)
     }
     total = len(catalog_rows) + sum(len(plan[1]) for plan in batch_plans.values())
     counter = _ProgressCounter(progress, total)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
-                                    dir=out_dir.parent))
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
+    )
     try:
         # mkdtemp makes a private folder; the catalogue should read like any other output.
         os.chmod(staging, 0o755)
         _write_rows(staging, catalog_rows, counter)
-        pd.DataFrame([_catalog_record(row) for row in catalog_rows], columns=CATALOG_COLUMNS).to_csv(
-            staging / CATALOG_FILE, index=False, lineterminator="\n"
-        )
+        pd.DataFrame(
+            [_catalog_record(row) for row in catalog_rows], columns=CATALOG_COLUMNS
+        ).to_csv(staging / CATALOG_FILE, index=False, lineterminator="\n")
         for name, (pairs, drawn_rows) in batch_plans.items():
             batch_dir = staging / "batches" / name
             _write_rows(batch_dir, drawn_rows, counter)
@@ -696,13 +779,13 @@ def _word_typo(rng: np.random.Generator, word: str, operations: tuple[str, ...])
     operation = _pick(rng, operations)
     position = int(rng.integers(len(word) - 1))
     if operation == "swap":
-        return word[:position] + word[position + 1] + word[position] + word[position + 2:]
+        return word[:position] + word[position + 1] + word[position] + word[position + 2 :]
     if operation == "drop":
-        return word[:position] + word[position + 1:]
+        return word[:position] + word[position + 1 :]
     if operation == "repeat":
         return word[: position + 1] + word[position:]
     letter = chr(ord("a") + int(rng.integers(26)))
-    return word[:position] + letter + word[position + 1:]
+    return word[:position] + letter + word[position + 1 :]
 
 
 def _plan_batch(
@@ -773,7 +856,9 @@ def draw_photo(
     dark, blur: the shifted batch's camera problems (brightness x0.35-0.55, Gaussian blur).
     """
     if category_key not in CATEGORIES:
-        raise ValueError(f"draw_photo: unknown category {category_key!r}; use one of {CATEGORY_KEYS}")
+        raise ValueError(
+            f"draw_photo: unknown category {category_key!r}; use one of {CATEGORY_KEYS}"
+        )
     if pattern not in PATTERNS or material not in MATERIALS:
         raise ValueError(
             f"draw_photo: pattern {pattern!r} / material {material!r}; "
@@ -937,8 +1022,12 @@ def _place(sprite: Image.Image, rng: np.random.Generator, size: int) -> Image.Im
     cosine, sine = math.cos(angle) / scale, math.sin(angle) / scale
     target_x, target_y = centre + shift_x, centre + shift_y
     matrix = (
-        cosine, sine, centre - cosine * target_x - sine * target_y,
-        -sine, cosine, centre + sine * target_x - cosine * target_y,
+        cosine,
+        sine,
+        centre - cosine * target_x - sine * target_y,
+        -sine,
+        cosine,
+        centre + sine * target_x - cosine * target_y,
     )
     return sprite.transform(
         (size, size), Image.Transform.AFFINE, matrix, resample=Image.Resampling.BICUBIC

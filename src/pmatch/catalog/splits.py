@@ -8,7 +8,9 @@ import pandas as pd
 SPLITS = ("train", "val", "test")
 
 
-def split_products(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
+def split_products(
+    frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
+) -> pd.Series:
     """The split of each row; all rows of one product_id (its colour variants) share one.
 
     Products are shuffled with seed, then the first test_fraction of them go to test and

@@ -45,7 +45,9 @@ class Dataset:
         }
 
 
-def build_dataset(catalog: str | Path, params: PreprocessParams, out_dir: str | Path, progress=None) -> dict:
+def build_dataset(
+    catalog: str | Path, params: PreprocessParams, out_dir: str | Path, progress=None
+) -> dict:
     """Splits the catalogue, builds pairs per split, caches photos and encodes text.
 
     The vocabulary is fitted on the train split only, so validation and test words the
@@ -59,9 +61,13 @@ def build_dataset(catalog: str | Path, params: PreprocessParams, out_dir: str | 
 
     unique_paths = sorted(frame["image_path"].unique())
     frame["image_index"] = frame["image_path"].map({path: i for i, path in enumerate(unique_paths)})
-    images = load_images([resolve_image(catalog, path) for path in unique_paths], params.image_size, progress)
+    images = load_images(
+        [resolve_image(catalog, path) for path in unique_paths], params.image_size, progress
+    )
 
-    vocabulary = Vocabulary.fit(frame.loc[frame["split"] == "train", "text"], params.min_token_count)
+    vocabulary = Vocabulary.fit(
+        frame.loc[frame["split"] == "train", "text"], params.min_token_count
+    )
     tokens = vocabulary.encode(frame["text"], params.max_tokens)
 
     pair_frames = []
@@ -69,8 +75,12 @@ def build_dataset(catalog: str | Path, params: PreprocessParams, out_dir: str | 
         rows = frame.index[frame["split"] == split].to_numpy()
         if len(rows) == 0:
             continue
-        pairs = build_pairs(frame.loc[rows], params.random_negatives, params.hard_negatives,
-                            seed=params.seed + offset)
+        pairs = build_pairs(
+            frame.loc[rows],
+            params.random_negatives,
+            params.hard_negatives,
+            seed=params.seed + offset,
+        )
         # build_pairs numbers rows within the split; map back to positions in the catalogue.
         pairs["image_row"] = rows[pairs["image_row"].to_numpy()]
         pairs["text_row"] = rows[pairs["text_row"].to_numpy()]
@@ -79,8 +89,17 @@ def build_dataset(catalog: str | Path, params: PreprocessParams, out_dir: str | 
     pairs = pd.concat(pair_frames, ignore_index=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = ["row_key", "product_id", "variant", "split", "image_index", "image_path",
-               "top_category", "color", "text"]
+    columns = [
+        "row_key",
+        "product_id",
+        "variant",
+        "split",
+        "image_index",
+        "image_path",
+        "top_category",
+        "color",
+        "text",
+    ]
     frame[columns].to_csv(out_dir / "items.csv", index_label="row")
     np.save(out_dir / "images.npy", images)
     np.save(out_dir / "tokens.npy", tokens)
@@ -88,7 +107,10 @@ def build_dataset(catalog: str | Path, params: PreprocessParams, out_dir: str | 
     vocabulary.save(out_dir / "vocab.json")
     summary = {
         "rows": int(len(frame)),
-        "products": {split: int(frame.loc[frame["split"] == split, "product_id"].nunique()) for split in SPLITS},
+        "products": {
+            split: int(frame.loc[frame["split"] == split, "product_id"].nunique())
+            for split in SPLITS
+        },
         "pairs": {split: int((pairs["split"] == split).sum()) for split in SPLITS},
         "positive_share": round(float(pairs["label"].mean()), 4),
         "images": int(len(unique_paths)),
@@ -109,14 +131,19 @@ def _unknown_share(tokens: np.ndarray) -> float:
 
 def load_dataset(directory: str | Path) -> Dataset:
     directory = Path(directory)
-    missing = [name for name in ("items.csv", "images.npy", "tokens.npy", "pairs.csv", "vocab.json")
-               if not (directory / name).exists()]
+    missing = [
+        name
+        for name in ("items.csv", "images.npy", "tokens.npy", "pairs.csv", "vocab.json")
+        if not (directory / name).exists()
+    ]
     if missing:
         raise FileNotFoundError(
             f"{directory}: preprocessed dataset lacks {', '.join(missing)}; run `dvc repro preprocess`"
         )
     return Dataset(
-        items=pd.read_csv(directory / "items.csv", index_col="row", dtype={"variant": str}, keep_default_na=False),
+        items=pd.read_csv(
+            directory / "items.csv", index_col="row", dtype={"variant": str}, keep_default_na=False
+        ),
         images=np.load(directory / "images.npy"),
         tokens=np.load(directory / "tokens.npy"),
         pairs=pd.read_csv(directory / "pairs.csv"),

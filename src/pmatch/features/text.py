@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +13,19 @@ from pathlib import Path
 import numpy as np
 
 PAD, UNKNOWN = "[PAD]", "[UNK]"
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
+_TAG = re.compile(r"<[^>]+>")
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased words and numbers; punctuation and HTML leftovers are dropped."""
-    return _WORD.findall(str(text).lower())
+    """Lower-cased words and numbers, accents removed; punctuation and HTML are dropped.
+
+    'Crème&trade; <b>Tee</b>' gives ['creme', 'tee']: entities are decoded, tags removed.
+    """
+    text = _TAG.sub(" ", html.unescape(str(text)))
+    text = unicodedata.normalize("NFD", text.lower())
+    text = "".join(character for character in text if not unicodedata.combining(character))
+    return _WORD.findall(text)
 
 
 @dataclass(frozen=True)
@@ -29,8 +38,10 @@ class Vocabulary:
     def fit(cls, texts, min_count: int = 1) -> Vocabulary:
         """Words seen at least min_count times in texts, most frequent first (ties by word)."""
         counts = Counter(token for text in texts for token in tokenize(text))
-        kept = sorted((word for word, count in counts.items() if count >= min_count),
-                      key=lambda word: (-counts[word], word))
+        kept = sorted(
+            (word for word, count in counts.items() if count >= min_count),
+            key=lambda word: (-counts[word], word),
+        )
         return cls((PAD, UNKNOWN, *kept))
 
     def __len__(self) -> int:

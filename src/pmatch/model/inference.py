@@ -66,21 +66,29 @@ class Matcher:
     def embed_texts(self, texts, batch_size: int = 1024) -> np.ndarray:
         return self.embed_token_ids(self.vocabulary.encode(texts, self.max_tokens), batch_size)
 
-    def score_embeddings(self, image_embeddings: np.ndarray, text_embeddings: np.ndarray,
-                         batch_size: int = 8192) -> np.ndarray:
+    def score_embeddings(
+        self, image_embeddings: np.ndarray, text_embeddings: np.ndarray, batch_size: int = 8192
+    ) -> np.ndarray:
         """Match scores in [0, 1] of row-aligned image and text embeddings."""
         scores = []
         for start in range(0, len(image_embeddings), batch_size):
             stop = start + batch_size
-            scores.append(np.asarray(self.scorer(
-                [image_embeddings[start:stop], text_embeddings[start:stop]], training=False)).reshape(-1))
+            scores.append(
+                np.asarray(
+                    self.scorer(
+                        [image_embeddings[start:stop], text_embeddings[start:stop]], training=False
+                    )
+                ).reshape(-1)
+            )
         return np.concatenate(scores) if scores else np.zeros(0, dtype="float32")
 
 
 def _predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
     # Calling the model directly runs eagerly: no retracing for every new batch shape.
-    outputs = [np.asarray(model(inputs[start:start + batch_size], training=False))
-               for start in range(0, len(inputs), batch_size)]
+    outputs = [
+        np.asarray(model(inputs[start : start + batch_size], training=False))
+        for start in range(0, len(inputs), batch_size)
+    ]
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), dtype="float32")
     return np.concatenate(outputs)

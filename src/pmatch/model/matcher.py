@@ -22,7 +22,9 @@ def build_scorer(projection_dim: int) -> keras.Model:
     text_embedding = keras.Input(shape=(projection_dim,), name="text_embedding")
     cosine = layers.Dot(axes=1, name="cosine")([image_embedding, text_embedding])
     score = layers.Dense(
-        1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(10.0),
+        1,
+        activation="sigmoid",
+        kernel_initializer=keras.initializers.Constant(10.0),
         name="match_probability",
     )(cosine)
     score = layers.Flatten(name="score")(score)
@@ -48,7 +50,8 @@ class BatchSimilarity(layers.Layer):
 
     def build(self, input_shape):
         self.logit_scale = self.add_weight(
-            shape=(), name="logit_scale",
+            shape=(),
+            name="logit_scale",
             initializer=keras.initializers.Constant(math.log(1 / 0.07)),
         )
 

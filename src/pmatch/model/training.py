@@ -135,8 +135,11 @@ def calibrate_scorer(model, dataset: Dataset, split: str) -> dict:
     model.get_layer("scorer").get_layer("match_probability").set_weights(
         [np.array([[scale]], dtype="float32"), np.array([bias], dtype="float32")]
     )
-    return {"calibration_pairs": int(len(pairs)), "score_scale": round(scale, 4),
-            "score_bias": round(bias, 4)}
+    return {
+        "calibration_pairs": int(len(pairs)),
+        "score_scale": round(scale, 4),
+        "score_bias": round(bias, 4),
+    }
 
 
 def _plot_history(history: dict, path: Path) -> None:

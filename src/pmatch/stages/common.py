@@ -10,8 +10,12 @@ from pmatch.config import Params, load_params
 
 
 def add_params_argument(parser) -> None:
-    parser.add_argument("--params", default="params.yaml", type=Path,
-                        help="params file (default: params.yaml in the current folder)")
+    parser.add_argument(
+        "--params",
+        default="params.yaml",
+        type=Path,
+        help="params file (default: params.yaml in the current folder)",
+    )
 
 
 def params_from(args) -> Params:

@@ -15,8 +15,11 @@ def _run_date(text: str) -> datetime:
 def add_arguments(parser) -> None:
     parser.add_argument("--project", help="project folder (default: PMATCH_PROJECT_DIR or .)")
     parser.add_argument("--run-id", default="manual", help="run id recorded in the manifest")
-    parser.add_argument("--run-date", type=_run_date,
-                        help="the run's date, ISO 8601 (default: now, UTC); names the version")
+    parser.add_argument(
+        "--run-date",
+        type=_run_date,
+        help="the run's date, ISO 8601 (default: now, UTC); names the version",
+    )
 
 
 def run(args) -> None:

@@ -10,7 +10,9 @@ from pmatch.stages.common import add_params_argument, params_from, print_json
 def add_arguments(parser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="trained model folder")
     parser.add_argument("--data", type=Path, required=True, help="preprocessed dataset folder")
-    parser.add_argument("--out", type=Path, required=True, help="folder for metrics, plots, reference scores")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for metrics, plots, reference scores"
+    )
     add_params_argument(parser)
 
 

@@ -19,4 +19,8 @@ def run(args) -> None:
     params = params_from(args)
     catalog = args.catalog or Path(params.data.catalog)
     say(f"preprocessing {catalog} into {args.out}")
-    print_json(build_dataset(catalog, params.preprocess, args.out, progress=progress_printer("photos loaded")))
+    print_json(
+        build_dataset(
+            catalog, params.preprocess, args.out, progress=progress_printer("photos loaded")
+        )
+    )

@@ -10,8 +10,12 @@ from pmatch.stages.common import add_params_argument, params_from, print_json, p
 def add_arguments(parser) -> None:
     parser.add_argument("--products", type=int, help="products (default: sample.products)")
     parser.add_argument("--seed", type=int, help="random seed (default: sample.seed)")
-    parser.add_argument("--batch-pairs", type=int, help="pairs per monitoring batch (default: sample.batch_pairs)")
-    parser.add_argument("--out", type=Path, required=True, help="catalogue folder to write (replaced)")
+    parser.add_argument(
+        "--batch-pairs", type=int, help="pairs per monitoring batch (default: sample.batch_pairs)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="catalogue folder to write (replaced)"
+    )
     add_params_argument(parser)
 
 
@@ -25,8 +29,13 @@ def run(args) -> None:
     if products < 2:
         raise ValueError(f"--products {products}: a catalogue needs at least 2 products")
     say(f"writing a {products}-product sample catalogue (seed {seed}) to {args.out}")
-    summary = write_sample(args.out, products=products, seed=seed, batch_pairs=batch_pairs,
-                           random_negatives=params.preprocess.random_negatives,
-                           hard_negatives=params.preprocess.hard_negatives,
-                           progress=progress_printer("products drawn"))
+    summary = write_sample(
+        args.out,
+        products=products,
+        seed=seed,
+        batch_pairs=batch_pairs,
+        random_negatives=params.preprocess.random_negatives,
+        hard_negatives=params.preprocess.hard_negatives,
+        progress=progress_printer("products drawn"),
+    )
     print_json(summary)

@@ -9,14 +9,29 @@ from pmatch.stages.common import print_json, say
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--pairs", type=Path, required=True,
-                        help="CSV with image_path (relative to the CSV's folder) and text; other columns are kept")
-    parser.add_argument("--out", type=Path, required=True, help="CSV to write: the input plus score and match")
-    parser.add_argument("--model", type=Path,
-                        help="a local model folder (default: the production model from the registry)")
-    parser.add_argument("--metrics", type=Path, default=Path("reports/evaluate/metrics.json"),
-                        help="metrics.json holding the threshold of a local --model without one")
-    parser.add_argument("--threshold", type=float, help="decision threshold (overrides the model's)")
+    parser.add_argument(
+        "--pairs",
+        type=Path,
+        required=True,
+        help="CSV with image_path (relative to the CSV's folder) and text; other columns are kept",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="CSV to write: the input plus score and match"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a local model folder (default: the production model from the registry)",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=Path("reports/evaluate/metrics.json"),
+        help="metrics.json holding the threshold of a local --model without one",
+    )
+    parser.add_argument(
+        "--threshold", type=float, help="decision threshold (overrides the model's)"
+    )
     parser.add_argument("--project", help="project folder (default: PMATCH_PROJECT_DIR or .)")
 
 
@@ -29,7 +44,11 @@ def run(args) -> None:
     threshold = args.threshold
     if args.model is not None:
         model_dir = args.model
-        if threshold is None and not (model_dir / "metrics.json").is_file() and args.metrics.is_file():
+        if (
+            threshold is None
+            and not (model_dir / "metrics.json").is_file()
+            and args.metrics.is_file()
+        ):
             threshold = json.loads(args.metrics.read_text())["threshold"]
     else:
         space = workspace(args.project)
@@ -37,5 +56,8 @@ def run(args) -> None:
             model_dir = open_registry(settings).download_production(space.model_cache)
         say(f"scoring with production model {model_dir.name}")
     matcher = Matcher.load(model_dir, threshold=threshold)
-    print_json(score_pairs_file(matcher, args.pairs, args.out,
-                                progress=lambda done: say(f"  pairs scored: {done}")))
+    print_json(
+        score_pairs_file(
+            matcher, args.pairs, args.out, progress=lambda done: say(f"  pairs scored: {done}")
+        )
+    )

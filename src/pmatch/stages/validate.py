@@ -9,7 +9,9 @@ from pmatch.stages.common import add_params_argument, params_from, say
 
 def add_arguments(parser) -> None:
     parser.add_argument("--catalog", type=Path, help="catalogue folder (default: data.catalog)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for result.json and summary.json")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for result.json and summary.json"
+    )
     add_params_argument(parser)
 
 

@@ -77,7 +77,9 @@ def _checked_frame(catalog: Path, params: ValidateParams) -> pd.DataFrame:
         variant = frame["variant"] if "variant" in frame.columns else ""
         frame["row_key"] = frame["product_id"] + "/" + variant
     if "image_path" in frame.columns:
-        paths = [resolve_image(catalog, value) if value else Path("") for value in frame["image_path"]]
+        paths = [
+            resolve_image(catalog, value) if value else Path("") for value in frame["image_path"]
+        ]
         with ThreadPoolExecutor(max_workers=4) as pool:
             statuses = list(pool.map(lambda path: image_status(path, params.min_image_side), paths))
         frame["image_status"] = statuses
@@ -122,12 +124,22 @@ def _run_suite(frame: pd.DataFrame, params: ValidateParams):
     return definition.run(batch_parameters={"dataframe": checked}, result_format="COMPLETE")
 
 
+def _exception_message(info: dict) -> str | None:
+    """GX 1.x keeps an expectation's error either at the top or under each metric's id."""
+    if info.get("exception_message"):
+        return info["exception_message"]
+    for value in info.values():
+        if isinstance(value, dict) and value.get("exception_message"):
+            return value["exception_message"]
+    return None
+
+
 def _describe_failure(result, frame: pd.DataFrame) -> dict:
     config = result.expectation_config
     kind = config.type
     column = config.kwargs.get("column", "")
     details = result.result or {}
-    exception = (result.exception_info or {}).get("exception_message")
+    exception = _exception_message(result.exception_info or {})
     examples = []
     if exception:
         problem = f"could not be evaluated ({exception.splitlines()[0][:160]})"
@@ -152,7 +164,9 @@ def _describe_failure(result, frame: pd.DataFrame) -> dict:
     }
 
 
-def validate_catalog(catalog: str | Path, params: ValidateParams, out_dir: str | Path) -> ValidationOutcome:
+def validate_catalog(
+    catalog: str | Path, params: ValidateParams, out_dir: str | Path
+) -> ValidationOutcome:
     """Runs the contract over a catalogue and saves the GX result and a summary.
 
     catalog: the catalogue folder. out_dir: where result.json (the full GX result) and

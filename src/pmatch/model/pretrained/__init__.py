@@ -1,0 +1,1 @@
+"""Pretrained encoders converted for offline use as frozen Keras feature extractors."""

@@ -1,0 +1,228 @@
+"""Tests for the catalogue format, pair building and the product-disjoint splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pmatch.catalog.format import (
+    CatalogError,
+    item_text,
+    read_catalog,
+    resolve_image,
+    top_category,
+)
+from pmatch.catalog.pairs import PAIR_COLUMNS, build_pairs
+from pmatch.catalog.splits import split_products
+
+
+def catalogue_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Catalogue rows from (product_id, variant, title, color, category, image_path)."""
+    frame = pd.DataFrame(
+        rows, columns=["product_id", "variant", "title", "color", "category", "image_path"]
+    )
+    frame["name"] = ""
+    frame["description"] = ""
+    return frame
+
+
+# Rows 0-1: two colour variants of one T-shirt. Rows 2-3: other tops in red. Rows 4-5: two
+# green bags. Row 6: the only hat.
+SHOP = catalogue_frame(
+    [
+        ("P1", "red", "Tee - red", "red", "Tops|T-shirts", "images/p1-red.png"),
+        ("P1", "blue", "Tee - blue", "blue", "Tops|T-shirts", "images/p1-blue.png"),
+        ("P2", "", "Shirt in red", "red", "Tops|Shirts", "images/p2.png"),
+        ("P3", "", "Red polo", "red", "Tops|Polos", "images/p3.png"),
+        ("P4", "", "Green bag", "green", "Bags|Handbags", "images/p4.png"),
+        ("P5", "", "Green tote", "green", "Bags|Totes", "images/p5.png"),
+        ("P6", "", "Black hat", "black", "Hats|Fedoras", "images/p6.png"),
+    ]
+)
+
+
+def hard_texts(pairs: pd.DataFrame, row: int) -> set[int]:
+    chosen = pairs[(pairs["image_row"] == row) & (pairs["kind"] == "hard")]
+    return set(chosen["text_row"])
+
+
+# read_catalog ---------------------------------------------------------------------------------
+
+
+def test_read_catalog_without_catalog_csv_says_what_a_catalogue_is(tmp_path):
+    with pytest.raises(CatalogError, match="no catalog.csv") as caught:
+        read_catalog(tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path / "catalog.csv") in message
+    assert "product_id, title, image_path" in message
+
+
+def test_read_catalog_names_the_missing_required_column(tmp_path):
+    (tmp_path / "catalog.csv").write_text("product_id,image_path\nP1,images/a.png\n")
+
+    with pytest.raises(
+        CatalogError, match=r"missing column\(s\) title; found product_id, image_path"
+    ):
+        read_catalog(tmp_path)
+
+
+def test_read_catalog_adds_optional_columns_strips_text_and_keys_rows(tmp_path):
+    (tmp_path / "catalog.csv").write_text(
+        "product_id,variant,title,image_path\n"
+        "P1,red, Tee - red ,images/p1-red.png\n"
+        "P1,blue,Tee - blue,images/p1-blue.png\n"
+        "NA,,None,images/na.png\n"
+    )
+
+    frame = read_catalog(tmp_path)
+
+    for column in ("name", "color", "category", "description"):
+        assert list(frame[column]) == ["", "", ""]
+    assert frame.loc[0, "title"] == "Tee - red"
+    # Strings such as NA and None are product data, not missing values.
+    assert list(frame["product_id"]) == ["P1", "P1", "NA"]
+    assert frame.loc[2, "title"] == "None"
+    assert list(frame["row_key"]) == ["P1/red", "P1/blue", "NA"]
+
+
+def test_item_text_and_top_category():
+    frame = pd.DataFrame(
+        {
+            "title": ["Tee - red", "Plain mug"],
+            "description": ["Soft cotton.", ""],
+            "category": ["Tops|T-shirts", ""],
+        }
+    )
+
+    assert list(item_text(frame)) == ["Tee - red. Soft cotton", "Plain mug"]
+    assert list(top_category(frame["category"])) == ["Tops", ""]
+
+
+def test_resolve_image_keeps_absolute_paths(tmp_path):
+    assert resolve_image(tmp_path, "images/a.png") == tmp_path / "images" / "a.png"
+    assert resolve_image(tmp_path, "/data/a.png") == Path("/data/a.png")
+
+
+# build_pairs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("random_negatives", "hard_negatives"), [(1, 1), (2, 0), (0, 3), (0, 0)])
+def test_every_row_gets_one_match_and_the_requested_negatives(random_negatives, hard_negatives):
+    pairs = build_pairs(SHOP, random_negatives, hard_negatives, seed=0)
+
+    assert list(pairs.columns) == PAIR_COLUMNS
+    per_row = 1 + random_negatives + hard_negatives
+    assert len(pairs) == len(SHOP) * per_row
+    assert (pairs.groupby("image_row").size() == per_row).all()
+
+    matches = pairs[pairs["kind"] == "match"]
+    assert len(matches) == len(SHOP)
+    assert (matches["label"] == 1).all()
+    assert (matches["image_row"] == matches["text_row"]).all()
+    negatives = pairs[pairs["kind"] != "match"]
+    assert (negatives["label"] == 0).all()
+    assert (negatives["image_row"] != negatives["text_row"]).all()
+
+
+def test_hard_negatives_prefer_colour_variants_then_other_colours_of_the_category():
+    pairs = build_pairs(SHOP, random_negatives=0, hard_negatives=6, seed=1)
+
+    # The T-shirt's hard negatives are its other colour.
+    assert hard_texts(pairs, 0) == {1}
+    assert hard_texts(pairs, 1) == {0}
+    # A red top without variants meets the blue T-shirt, never the other red tops.
+    assert hard_texts(pairs, 2) == {1}
+    assert hard_texts(pairs, 3) == {1}
+    # Only green bags: the same category in the same colour is the fallback.
+    assert hard_texts(pairs, 4) == {5}
+    assert hard_texts(pairs, 5) == {4}
+
+
+def test_a_row_without_hard_candidates_gets_random_negatives_instead():
+    pairs = build_pairs(SHOP, random_negatives=0, hard_negatives=2, seed=1)
+
+    hat = pairs[pairs["image_row"] == 6]
+    assert list(hat["kind"]) == ["match", "random", "random"]
+    assert (hat["label"] == [1, 0, 0]).all()
+
+
+def test_negatives_never_share_the_photo_or_the_exact_title():
+    frame = catalogue_frame(
+        [
+            ("P7", "black", "Cap black", "black", "Hats|Caps", "images/cap-a.png"),
+            # The same photo under another title (a shop reusing a picture).
+            ("P7", "white", "Cap white", "white", "Hats|Caps", "images/cap-a.png"),
+            # The same title over another photo.
+            ("P7", "black2", "Cap black", "black", "Hats|Caps", "images/cap-c.png"),
+            ("P7", "grey", "Cap grey", "gray", "Hats|Caps", "images/cap-d.png"),
+            ("P8", "", "Blue bag", "blue", "Bags|Totes", "images/bag.png"),
+        ]
+    )
+
+    for seed in range(5):
+        pairs = build_pairs(frame, random_negatives=3, hard_negatives=3, seed=seed)
+        assert hard_texts(pairs, 0) == {3}
+        negatives = pairs[pairs["label"] == 0]
+        image = frame["image_path"].to_numpy()
+        title = frame["title"].to_numpy()
+        assert (image[negatives["image_row"]] != image[negatives["text_row"]]).all()
+        assert (title[negatives["image_row"]] != title[negatives["text_row"]]).all()
+
+
+def test_build_pairs_numbers_rows_by_position_and_is_seed_deterministic():
+    split = SHOP.iloc[[6, 4, 5, 0]].set_axis([60, 40, 50, 0])
+
+    first = build_pairs(split, 1, 1, seed=5)
+    again = build_pairs(split, 1, 1, seed=5)
+
+    pd.testing.assert_frame_equal(first, again)
+    assert set(first["image_row"]) | set(first["text_row"]) == {0, 1, 2, 3}
+
+
+def test_a_single_row_has_only_its_match():
+    pairs = build_pairs(SHOP.iloc[[0]], random_negatives=2, hard_negatives=1, seed=0)
+
+    assert list(pairs["kind"]) == ["match"]
+
+
+# split_products -------------------------------------------------------------------------------
+
+
+def test_splits_keep_every_product_in_one_split(sample_catalog):
+    frame = read_catalog(sample_catalog)
+
+    splits = split_products(frame, val_fraction=0.15, test_fraction=0.15, seed=13)
+
+    assert set(splits) == {"train", "val", "test"}
+    assert (frame.assign(split=splits).groupby("product_id")["split"].nunique() == 1).all()
+    products = frame.assign(split=splits).groupby("split")["product_id"].nunique()
+    assert products["test"] == products["val"] == round(50 * 0.15)
+    assert products["train"] == 50 - 2 * round(50 * 0.15)
+    # Colour variants are in the sample, so at least one split holds several rows of a product.
+    assert frame["product_id"].duplicated().any()
+
+
+def test_splits_are_deterministic_for_a_seed_and_change_with_it(sample_catalog):
+    frame = read_catalog(sample_catalog)
+
+    first = split_products(frame, 0.15, 0.15, seed=13)
+    again = split_products(frame.sample(frac=1, random_state=0).sort_index(), 0.15, 0.15, seed=13)
+    other = split_products(frame, 0.15, 0.15, seed=14)
+
+    pd.testing.assert_series_equal(first, again)
+    assert not first.equals(other)
+
+
+def test_three_products_give_one_per_split_and_two_stay_in_train():
+    three = catalogue_frame(
+        [
+            ("A", "", "a", "", "", "a.png"),
+            ("B", "", "b", "", "", "b.png"),
+            ("C", "", "c", "", "", "c.png"),
+        ]
+    )
+
+    assert sorted(split_products(three, 0.01, 0.01, seed=0)) == ["test", "train", "val"]
+    assert list(split_products(three.iloc[:2], 0.3, 0.3, seed=0)) == ["train", "train"]

@@ -1,0 +1,216 @@
+"""Tests for pmatch.config: params.yaml into typed objects, environment settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pmatch.config import (
+    ConfigError,
+    Params,
+    Settings,
+    load_params,
+    load_settings,
+    parse_params,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_params(folder: Path, raw: dict) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_repository_params_file_loads_with_every_section():
+    params = load_params(REPO / "params.yaml")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    assert isinstance(params, Params)
+    assert set(raw) == set(params.to_dict())
+    # Every value written in params.yaml arrives in the typed object unchanged.
+    for section, values in raw.items():
+        for key, value in values.items():
+            assert getattr(getattr(params, section), key) == value, f"{section}.{key}"
+
+
+def test_params_are_frozen():
+    params = parse_params({})
+    with pytest.raises(AttributeError):
+        params.train.num_epochs = 1  # type: ignore[misc]
+
+
+def test_missing_sections_and_keys_take_the_defaults():
+    params = parse_params({"train": {"num_epochs": 3}, "gate": None})
+
+    assert params.train.num_epochs == 3
+    assert params.train.batch_size == Params().train.batch_size
+    assert params.gate == Params().gate
+    assert params.sample == Params().sample
+
+
+def test_unknown_key_is_named_with_its_section():
+    with pytest.raises(ConfigError, match=r"unknown key train\.num_epoch\b") as caught:
+        parse_params({"train": {"num_epoch": 3}})
+    # The message lists what the key could have been.
+    assert "num_epochs" in str(caught.value)
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(ConfigError, match=r"unknown key trian\b"):
+        parse_params({"trian": {"num_epochs": 3}})
+
+
+def test_section_that_is_not_a_mapping_is_named():
+    with pytest.raises(ConfigError, match=r"^train: expected a mapping"):
+        parse_params({"train": 5})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"train": {"batch_size": "big"}}, r"train\.batch_size: expected int, got str"),
+        ({"train": {"batch_size": 64.5}}, r"train\.batch_size: expected int, got float"),
+        ({"data": {"catalog": 5}}, r"data\.catalog: expected str, got int"),
+        ({"gate": {"min_f1": "high"}}, r"gate\.min_f1: expected float, got str"),
+    ],
+)
+def test_wrong_type_names_the_key_and_the_types(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
+def test_an_int_is_accepted_where_a_float_is_expected():
+    params = parse_params({"train": {"learning_rate": 1}, "gate": {"min_f1": 1}})
+
+    assert params.train.learning_rate == 1.0
+    assert isinstance(params.train.learning_rate, float)
+    assert isinstance(params.gate.min_f1, float)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"train": {"num_epochs": True}}, "train.num_epochs"),
+        ({"gate": {"min_f1": False}}, "gate.min_f1"),
+    ],
+)
+def test_a_boolean_is_rejected_for_a_number(raw, key):
+    with pytest.raises(ConfigError, match=rf"{key}: expected \w+, got a boolean"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"preprocess": {"val_fraction": 0}}, "preprocess.val_fraction"),
+        ({"preprocess": {"test_fraction": 1.0}}, "preprocess.test_fraction"),
+        ({"preprocess": {"val_fraction": 0.5, "test_fraction": 0.45}}, "leave a train split"),
+        ({"train": {"batch_size": 0}}, "train.batch_size must be at least 1, got 0"),
+        ({"sample": {"products": -3}}, "sample.products must be at least 1, got -3"),
+        ({"preprocess": {"hard_negatives": -1}}, "preprocess.hard_negatives"),
+        ({"gate": {"min_f1": 1.5}}, "gate.min_f1 must be in [0, 1], got 1.5"),
+        ({"monitor": {"drift_threshold": 0}}, "monitor.drift_threshold must be positive"),
+    ],
+)
+def test_out_of_range_values_are_named(raw, named):
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    assert named in str(caught.value)
+
+
+def test_load_params_names_the_file_and_the_key(tmp_path):
+    path = write_params(tmp_path, {"train": {"num_epoch": 3}})
+
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert "train.num_epoch" in str(caught.value)
+
+
+def test_load_params_on_a_missing_file_names_it(tmp_path):
+    path = tmp_path / "nowhere" / "params.yaml"
+
+    with pytest.raises(ConfigError, match="params file not found") as caught:
+        load_params(path)
+    assert str(path) in str(caught.value)
+
+
+def test_load_params_on_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  num_epochs: [3\n")
+
+    with pytest.raises(ConfigError, match="not valid YAML") as caught:
+        load_params(path)
+    assert str(path) in str(caught.value)
+
+
+def test_an_empty_params_file_gives_the_defaults(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing tuned yet\n")
+
+    assert load_params(path) == Params()
+
+
+def test_settings_default_when_the_environment_is_empty():
+    settings = load_settings({})
+
+    assert settings == Settings()
+    assert settings.s3_endpoint_url is None
+    assert settings.local_s3_port == 4568
+    assert settings.s3_base_uri == "s3://pmatch/pmatch"
+
+
+def test_settings_are_parsed_with_their_types():
+    settings = load_settings(
+        {
+            "PMATCH_S3_BUCKET": "models-eu",
+            "PMATCH_S3_PREFIX": "/team/pmatch/",
+            "PMATCH_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "AWS_REGION": "eu-west-1",
+            "PMATCH_LOCAL_S3_PORT": " 9001 ",
+            "PMATCH_LOCAL_S3_DIR": "/var/pmatch/s3",
+            "PMATCH_INCOMING_DIR": "incoming",
+            "PMATCH_PROJECT_DIR": "/srv/pmatch",
+            "UNRELATED": "ignored",
+        }
+    )
+
+    assert settings.local_s3_port == 9001
+    assert settings.local_s3_dir == Path("/var/pmatch/s3")
+    assert settings.incoming_dir == Path("incoming")
+    assert settings.project_dir == Path("/srv/pmatch")
+    assert settings.aws_region == "eu-west-1"
+    assert settings.s3_endpoint_url == "http://127.0.0.1:9000"
+    assert settings.s3_base_uri == "s3://models-eu/team/pmatch"
+
+
+def test_blank_variables_count_as_unset():
+    settings = load_settings({"PMATCH_LOCAL_S3_PORT": "  ", "PMATCH_S3_ENDPOINT_URL": ""})
+
+    assert settings.local_s3_port == 4568
+    assert settings.s3_endpoint_url is None
+
+
+def test_an_empty_prefix_puts_models_at_the_bucket_root():
+    # An empty variable means "unset", so only a prefix of slashes can empty it.
+    assert load_settings({"PMATCH_S3_PREFIX": "/"}).s3_base_uri == "s3://pmatch"
+
+
+def test_a_port_that_is_not_a_number_names_the_variable():
+    with pytest.raises(ConfigError, match=r"PMATCH_LOCAL_S3_PORT='abc': expected int"):
+        load_settings({"PMATCH_LOCAL_S3_PORT": "abc"})
+
+
+def test_a_bad_bucket_name_names_the_variable():
+    with pytest.raises(ConfigError, match=r"PMATCH_S3_BUCKET='my bucket!'"):
+        load_settings({"PMATCH_S3_BUCKET": "my bucket!"})
+
+
+def test_settings_read_the_process_environment_by_default(monkeypatch):
+    monkeypatch.setenv("PMATCH_LOCAL_S3_PORT", "4999")
+
+    assert load_settings().local_s3_port == 4999

@@ -1,0 +1,256 @@
+"""Tests for scoring pair files and the Evidently drift report on match scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pmatch.config import MonitorParams
+from pmatch.monitor import PairsFileError, drift_report, safe_name, score_pairs_file
+
+COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
+
+
+class ColourMatcher:
+    """A stand-in for the Keras matcher: photos embed as their mean colour, texts as the
+    colour they name, and the score is the cosine of the two. It counts what it embeds."""
+
+    image_size = 16
+    threshold = 0.5
+
+    def __init__(self):
+        self.images_embedded = 0
+        self.texts_embedded: list[str] = []
+
+    def embed_images(self, images: np.ndarray) -> np.ndarray:
+        assert images.shape[1:] == (16, 16, 3)
+        self.images_embedded += len(images)
+        return images.reshape(len(images), -1, 3).mean(axis=1) / 255.0
+
+    def embed_texts(self, texts) -> np.ndarray:
+        texts = list(texts)
+        self.texts_embedded += texts
+        vectors = []
+        for text in texts:
+            named = [COLOURS[word] for word in text.lower().split() if word in COLOURS]
+            vectors.append(np.mean(named, axis=0) / 255.0 if named else np.full(3, 0.1))
+        return np.array(vectors)
+
+    def score_embeddings(
+        self, image_embeddings: np.ndarray, text_embeddings: np.ndarray
+    ) -> np.ndarray:
+        dot = (image_embeddings * text_embeddings).sum(axis=1)
+        norms = np.linalg.norm(image_embeddings, axis=1) * np.linalg.norm(text_embeddings, axis=1)
+        return dot / norms
+
+
+def write_batch(folder: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    """A pairs.csv in folder, with a 16x16 photo for each colour under images/."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for name, colour in COLOURS.items():
+        Image.new("RGB", (16, 16), colour).save(folder / "images" / f"{name}.png")
+    path = folder / "pairs.csv"
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
+    return path
+
+
+GOOD_ROWS = [
+    {"pair_id": "a", "image_path": "images/red.png", "text": "Red tee", "shop": "north"},
+    {"pair_id": "b", "image_path": "images/red.png", "text": "Blue tee", "shop": "north"},
+    {"pair_id": "c", "image_path": "images/blue.png", "text": "Blue tee", "shop": "south"},
+    {"pair_id": "d", "image_path": "images/green.png", "text": "Red tee", "shop": "south"},
+    {"pair_id": "e", "image_path": "images/blue.png", "text": "Green bag", "shop": "east"},
+]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+# score_pairs_file -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_rows", [20_000, 2])
+def test_scoring_keeps_the_columns_and_adds_score_and_match(tmp_path, chunk_rows):
+    pairs = write_batch(tmp_path / "batch", GOOD_ROWS)
+    out_csv = tmp_path / "scored" / "scores.csv"
+    matcher = ColourMatcher()
+
+    result = score_pairs_file(matcher, pairs, out_csv, chunk_rows=chunk_rows)
+
+    assert result == {"pairs": 5, "threshold": 0.5, "out": str(out_csv)}
+    scored = pd.read_csv(out_csv, dtype={"pair_id": str})
+    assert list(scored.columns) == ["pair_id", "image_path", "text", "shop", "score", "match"]
+    assert list(scored["pair_id"]) == ["a", "b", "c", "d", "e"]
+    assert list(scored["shop"]) == ["north", "north", "south", "south", "east"]
+    assert list(scored["match"]) == [1, 0, 1, 0, 0]
+    assert ((scored["score"] >= 0.5) == (scored["match"] == 1)).all()
+    # Three distinct photos and three distinct texts, each embedded once across all chunks.
+    assert matcher.images_embedded == 3
+    assert sorted(matcher.texts_embedded) == ["Blue tee", "Green bag", "Red tee"]
+    assert leftovers(out_csv.parent) == ["scores.csv"]
+
+
+def test_absolute_image_paths_are_used_as_they_are(tmp_path):
+    photo_dir = tmp_path / "elsewhere"
+    write_batch(photo_dir, [])
+    rows = [{"image_path": str(photo_dir / "images" / "green.png"), "text": "green cap"}]
+    pairs = write_batch(tmp_path / "batch", rows)
+
+    score_pairs_file(ColourMatcher(), pairs, tmp_path / "scores.csv")
+
+    assert pd.read_csv(tmp_path / "scores.csv")["match"].tolist() == [1]
+
+
+def test_a_missing_text_column_is_named(tmp_path):
+    rows = [{"image_path": "images/red.png", "caption": "Red tee"}]
+    pairs = write_batch(tmp_path / "batch", rows)
+    out_csv = tmp_path / "out" / "scores.csv"
+
+    with pytest.raises(PairsFileError, match=r"missing column\(s\) text") as caught:
+        score_pairs_file(ColourMatcher(), pairs, out_csv)
+
+    assert str(pairs) in str(caught.value)
+    assert leftovers(out_csv.parent) == []
+
+
+@pytest.mark.parametrize("chunk_rows", [20_000, 2])
+def test_a_missing_photo_is_named_with_its_line(tmp_path, chunk_rows):
+    rows = [dict(row) for row in GOOD_ROWS]
+    rows[3]["image_path"] = "images/gone.png"
+    pairs = write_batch(tmp_path / "batch", rows)
+    out_csv = tmp_path / "out" / "scores.csv"
+
+    with pytest.raises(PairsFileError) as caught:
+        score_pairs_file(ColourMatcher(), pairs, out_csv, chunk_rows=chunk_rows)
+
+    # Row 3 (from 0) is line 5: the header is line 1.
+    message = str(caught.value)
+    assert f"{pairs}: line 5: cannot read photo" in message
+    assert "gone.png" in message
+    assert leftovers(out_csv.parent) == []
+
+
+def test_an_unreadable_photo_is_named_with_its_line(tmp_path):
+    pairs = write_batch(tmp_path / "batch", GOOD_ROWS[:2])
+    (tmp_path / "batch" / "images" / "red.png").write_bytes(b"not a png")
+
+    with pytest.raises(PairsFileError, match=r"line 2: cannot read photo"):
+        score_pairs_file(ColourMatcher(), pairs, tmp_path / "scores.csv")
+    assert not (tmp_path / "scores.csv").exists()
+
+
+def test_an_empty_text_is_named_with_its_line(tmp_path):
+    rows = [dict(row) for row in GOOD_ROWS]
+    rows[1]["text"] = "   "
+    pairs = write_batch(tmp_path / "batch", rows)
+    out_csv = tmp_path / "out" / "scores.csv"
+
+    with pytest.raises(PairsFileError, match=r"line 3 has an empty text"):
+        score_pairs_file(ColourMatcher(), pairs, out_csv)
+    assert leftovers(out_csv.parent) == []
+
+
+def test_a_missing_pairs_file_or_threshold_is_refused(tmp_path):
+    with pytest.raises(PairsFileError, match="no such pairs file"):
+        score_pairs_file(ColourMatcher(), tmp_path / "pairs.csv", tmp_path / "scores.csv")
+
+    pairs = write_batch(tmp_path / "batch", GOOD_ROWS)
+    matcher = ColourMatcher()
+    matcher.threshold = None
+    with pytest.raises(PairsFileError, match="no decision threshold"):
+        score_pairs_file(matcher, pairs, tmp_path / "scores.csv")
+    assert not (tmp_path / "scores.csv").exists()
+
+
+def test_a_pairs_file_without_rows_says_so(tmp_path):
+    pairs = write_batch(tmp_path / "batch", [], columns=["image_path", "text"])
+
+    with pytest.raises(PairsFileError, match="no rows to score"):
+        score_pairs_file(ColourMatcher(), pairs, tmp_path / "scores.csv")
+
+
+# drift_report ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scores() -> tuple[np.ndarray, np.ndarray]:
+    # Evidently's normed Wasserstein distance between two 400/300-value samples of one
+    # distribution is often near the 0.1 threshold by chance; this seed gives a clear 0.04.
+    rng = np.random.default_rng(13)
+    return rng.beta(2, 5, 400), rng.beta(2, 5, 300)
+
+
+def test_same_distribution_is_not_drift_and_the_reports_are_written(tmp_path, scores):
+    reference, current = scores
+    html_path = tmp_path / "reports" / "drift.html"
+    json_path = tmp_path / "reports" / "drift.json"
+
+    verdict = drift_report(
+        reference,
+        current,
+        0.5,
+        MonitorParams(),
+        html_path,
+        json_path,
+        title="pmatch score drift: unshifted",
+    )
+
+    assert verdict.drift is False
+    assert verdict.drift_score < verdict.threshold == 0.1
+    assert verdict.method == "wasserstein"
+    assert (verdict.reference_pairs, verdict.current_pairs) == (400, 300)
+    assert verdict.current_match_rate == round(float(np.mean(current >= 0.5)), 6)
+    assert html_path.stat().st_size > 10_000
+    assert "<html" in html_path.read_text(errors="replace").lower()
+    assert json.loads(json_path.read_text())
+    assert json.dumps(verdict.to_dict())
+
+
+def test_shifted_scores_are_drift(tmp_path, scores):
+    reference, current = scores
+
+    verdict = drift_report(
+        reference,
+        current * 0.5,
+        0.5,
+        MonitorParams(),
+        tmp_path / "drift.html",
+        tmp_path / "drift.json",
+        title="pmatch score drift: shifted",
+    )
+
+    assert verdict.drift is True
+    assert verdict.drift_score > verdict.threshold
+    assert verdict.current_mean_score < verdict.reference_mean_score
+    assert verdict.to_dict()["drift"] is True
+    assert (tmp_path / "drift.html").stat().st_size > 10_000
+    assert (tmp_path / "drift.json").is_file()
+
+
+# safe_name ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("unshifted", "unshifted"),
+        ("manual__2024-05-01T10:00:00+00:00", "manual__2024-05-01T10_00_00_00_00"),
+        ("batch 1/run#2", "batch_1_run_2"),
+        ("../../etc/passwd", ".._.._etc_passwd"),
+        ("///", "run"),
+        ("", "run"),
+    ],
+)
+def test_safe_name(text, expected):
+    assert safe_name(text) == expected
+
+
+@pytest.mark.parametrize("text", [".", ".."])
+def test_safe_name_never_names_the_current_or_parent_folder(text):
+    assert safe_name(text) not in {".", ".."}
