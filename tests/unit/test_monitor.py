@@ -202,7 +202,7 @@ def test_same_distribution_is_not_drift_and_the_reports_are_written(tmp_path, sc
     )
 
     assert verdict.drift is False
-    assert verdict.drift_score < verdict.threshold == 0.1
+    assert verdict.drift_score < verdict.threshold == MonitorParams().drift_threshold
     assert verdict.method == "wasserstein"
     assert (verdict.reference_pairs, verdict.current_pairs) == (400, 300)
     assert verdict.current_match_rate == round(float(np.mean(current >= 0.5)), 6)
