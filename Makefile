@@ -8,6 +8,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 2
 export GX_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
+# uv reads the platform certificate store, as pip and npm do here (some networks use their own CA).
+export UV_SYSTEM_CERTS := 1
 
 .DEFAULT_GOAL := help
 
