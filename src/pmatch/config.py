@@ -62,6 +62,8 @@ class PreprocessParams:
     min_token_count: int = 1
     random_negatives: int = 1
     hard_negatives: int = 1
+    image_features: str = "pixels"
+    text_features: str = "tokens"
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,14 @@ def _check_ranges(params: Params) -> None:
             problems.append(f"{key} must be at least 1, got {value}")
     if pre.random_negatives < 0 or pre.hard_negatives < 0:
         problems.append("preprocess.random_negatives and preprocess.hard_negatives must be >= 0")
+    if pre.image_features not in ("pixels", "efficientnet_lite0"):
+        problems.append(
+            f"preprocess.image_features must be pixels or efficientnet_lite0, got {pre.image_features!r}"
+        )
+    if pre.text_features not in ("tokens", "minilm"):
+        problems.append(
+            f"preprocess.text_features must be tokens or minilm, got {pre.text_features!r}"
+        )
     if params.train.learning_rate <= 0:
         problems.append(f"train.learning_rate must be positive, got {params.train.learning_rate}")
     if pre.min_token_count < 1:

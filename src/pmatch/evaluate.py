@@ -60,12 +60,19 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
 
 
 def score_pairs(matcher, dataset: Dataset, pairs: pd.DataFrame) -> np.ndarray:
-    """Scores dataset pairs from embeddings: each photo and text is encoded once."""
+    """Scores dataset pairs from embeddings: each photo and text is encoded once (from the
+    cached frozen features when the dataset has them)."""
     image_rows = dataset.items["image_index"].to_numpy()[pairs["image_row"].to_numpy()]
     used_images, image_positions = np.unique(image_rows, return_inverse=True)
     used_texts, text_positions = np.unique(pairs["text_row"].to_numpy(), return_inverse=True)
-    image_embeddings = matcher.embed_images(dataset.images[used_images])
-    text_embeddings = matcher.embed_token_ids(dataset.tokens[used_texts])
+    if dataset.images is not None:
+        image_embeddings = matcher.embed_images(dataset.images[used_images])
+    else:
+        image_embeddings = matcher.embed_image_features(dataset.image_features[used_images])
+    if dataset.tokens is not None:
+        text_embeddings = matcher.embed_token_ids(dataset.tokens[used_texts])
+    else:
+        text_embeddings = matcher.embed_text_features(dataset.text_features[used_texts])
     return matcher.score_embeddings(
         image_embeddings[image_positions], text_embeddings[text_positions]
     )

@@ -218,7 +218,12 @@ def deploy(
     """
     from pmatch.evaluate import METRICS_FILE, REFERENCE_SCORES_FILE
     from pmatch.gate import GateDecision
-    from pmatch.model.training import MODEL_FILE, PREPROCESSING_FILE, VOCABULARY_FILE
+    from pmatch.model.training import (
+        MINILM_VOCABULARY_FILE,
+        MODEL_FILE,
+        PREPROCESSING_FILE,
+        VOCABULARY_FILE,
+    )
 
     gate_path = Path(gate_path)
     if not gate_path.is_file():
@@ -238,6 +243,8 @@ def deploy(
         "params.yaml": Path(params_path),
         "gate.json": gate_path,
     }
+    if (model_dir / MINILM_VOCABULARY_FILE).is_file():
+        files[MINILM_VOCABULARY_FILE] = model_dir / MINILM_VOCABULARY_FILE
     version = version_id(run_date, files[MODEL_FILE])
     metrics = json.loads(files[METRICS_FILE].read_text())
     uri = registry.publish(

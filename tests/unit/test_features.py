@@ -249,5 +249,8 @@ def test_load_dataset_names_a_missing_file(built, tmp_path):
     shutil.copytree(out_dir, partial)
     (partial / "tokens.npy").unlink()
 
-    with pytest.raises(FileNotFoundError, match=r"lacks tokens\.npy; run `dvc repro preprocess`"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"lacks tokens\.npy \(or text_features\.npy\); run `dvc repro preprocess`",
+    ):
         load_dataset(partial)

@@ -14,6 +14,7 @@ from pmatch.catalog.pairs import build_pairs
 from pmatch.catalog.splits import SPLITS, split_products
 from pmatch.config import PreprocessParams
 from pmatch.features.images import load_images
+from pmatch.features.pretrained import extract_image_features, extract_text_features
 from pmatch.features.text import Vocabulary
 
 
@@ -22,26 +23,48 @@ class Dataset:
     """The preprocess stage's output, loaded.
 
     items: one row per catalogue row (split, image_index, text, category, colour...).
-    images: (unique photos, size, size, 3) uint8; items.image_index points into it.
-    tokens: (rows, max_tokens) int32 token ids of each row's text.
+    images: (unique photos, size, size, 3) uint8 when photos feed a CNN trained from
+        scratch (preprocess.image_features: pixels), else None.
+    image_features: (unique photos, 1280) frozen EfficientNet-Lite0 features, else None.
+    tokens: (rows, max_tokens) int32 word ids (preprocess.text_features: tokens), else None.
+    text_features: (rows, 384) frozen MiniLM embeddings, else None.
     pairs: split, image_row, text_row (positions in items), label, kind.
     """
 
     items: pd.DataFrame
-    images: np.ndarray
-    tokens: np.ndarray
+    images: np.ndarray | None
+    tokens: np.ndarray | None
     pairs: pd.DataFrame
     vocabulary: Vocabulary
+    image_features: np.ndarray | None = None
+    text_features: np.ndarray | None = None
+    preprocessing: dict | None = None
+
+    @property
+    def image_input_name(self) -> str:
+        return "image" if self.images is not None else "image_features"
+
+    @property
+    def text_input_name(self) -> str:
+        return "tokens" if self.tokens is not None else "text_features"
+
+    def image_inputs(self, image_index: np.ndarray) -> np.ndarray:
+        """What the image tower reads for these photos: pixels or frozen features."""
+        return (self.images if self.images is not None else self.image_features)[image_index]
+
+    def text_inputs(self, rows: np.ndarray) -> np.ndarray:
+        """What the text tower reads for these rows: word ids or frozen features."""
+        return (self.tokens if self.tokens is not None else self.text_features)[rows]
 
     def split_pairs(self, split: str) -> pd.DataFrame:
         return self.pairs[self.pairs["split"] == split].reset_index(drop=True)
 
     def pair_inputs(self, pairs: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The model's inputs for pairs: each pair's photo array and token ids."""
+        """The towers' inputs for pairs: each pair's photo and text, as the towers read them."""
         image_index = self.items["image_index"].to_numpy()[pairs["image_row"].to_numpy()]
         return {
-            "image": self.images[image_index],
-            "tokens": self.tokens[pairs["text_row"].to_numpy()],
+            self.image_input_name: self.image_inputs(image_index),
+            self.text_input_name: self.text_inputs(pairs["text_row"].to_numpy()),
         }
 
 
@@ -61,14 +84,20 @@ def build_dataset(
 
     unique_paths = sorted(frame["image_path"].unique())
     frame["image_index"] = frame["image_path"].map({path: i for i, path in enumerate(unique_paths)})
-    images = load_images(
-        [resolve_image(catalog, path) for path in unique_paths], params.image_size, progress
-    )
+    photo_paths = [resolve_image(catalog, path) for path in unique_paths]
+    arrays = {}
+    if params.image_features == "efficientnet_lite0":
+        arrays["image_features"] = extract_image_features(photo_paths, params.image_size, progress)
+    else:
+        arrays["images"] = load_images(photo_paths, params.image_size, progress)
 
     vocabulary = Vocabulary.fit(
         frame.loc[frame["split"] == "train", "text"], params.min_token_count
     )
-    tokens = vocabulary.encode(frame["text"], params.max_tokens)
+    if params.text_features == "minilm":
+        arrays["text_features"] = extract_text_features(frame["text"], params.max_tokens)
+    else:
+        arrays["tokens"] = vocabulary.encode(frame["text"], params.max_tokens)
 
     pair_frames = []
     for offset, split in enumerate(SPLITS):
@@ -101,10 +130,21 @@ def build_dataset(
         "text",
     ]
     frame[columns].to_csv(out_dir / "items.csv", index_label="row")
-    np.save(out_dir / "images.npy", images)
-    np.save(out_dir / "tokens.npy", tokens)
+    for name in ("images", "tokens", "image_features", "text_features"):
+        # A folder reused with other feature settings must not keep the old arrays.
+        (out_dir / f"{name}.npy").unlink(missing_ok=True)
+    for name, array in arrays.items():
+        np.save(out_dir / f"{name}.npy", array)
     pairs.to_csv(out_dir / "pairs.csv", index=False)
     vocabulary.save(out_dir / "vocab.json")
+    # What scoring must do to a photo and a text to feed the trained model.
+    preprocessing = {
+        "image_size": params.image_size,
+        "max_tokens": params.max_tokens,
+        "image_features": params.image_features,
+        "text_features": params.text_features,
+    }
+    (out_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
     summary = {
         "rows": int(len(frame)),
         "products": {
@@ -115,8 +155,19 @@ def build_dataset(
         "positive_share": round(float(pairs["label"].mean()), 4),
         "images": int(len(unique_paths)),
         "vocabulary": len(vocabulary),
+        "image_features": params.image_features,
+        "text_features": params.text_features,
         "unknown_token_share": {
-            split: round(float(_unknown_share(tokens[frame.index[frame["split"] == split]])), 4)
+            split: round(
+                float(
+                    _unknown_share(
+                        vocabulary.encode(
+                            frame.loc[frame["split"] == split, "text"], params.max_tokens
+                        )
+                    )
+                ),
+                4,
+            )
             for split in SPLITS
         },
     }
@@ -131,21 +182,34 @@ def _unknown_share(tokens: np.ndarray) -> float:
 
 def load_dataset(directory: str | Path) -> Dataset:
     directory = Path(directory)
-    missing = [
-        name
-        for name in ("items.csv", "images.npy", "tokens.npy", "pairs.csv", "vocab.json")
-        if not (directory / name).exists()
-    ]
+    required = ["items.csv", "pairs.csv", "vocab.json"]
+    missing = [name for name in required if not (directory / name).exists()]
+    if not (directory / "images.npy").exists() and not (directory / "image_features.npy").exists():
+        missing.append("images.npy (or image_features.npy)")
+    if not (directory / "tokens.npy").exists() and not (directory / "text_features.npy").exists():
+        missing.append("tokens.npy (or text_features.npy)")
     if missing:
         raise FileNotFoundError(
             f"{directory}: preprocessed dataset lacks {', '.join(missing)}; run `dvc repro preprocess`"
         )
+
+    def optional(name: str) -> np.ndarray | None:
+        path = directory / f"{name}.npy"
+        return np.load(path) if path.exists() else None
+
     return Dataset(
         items=pd.read_csv(
             directory / "items.csv", index_col="row", dtype={"variant": str}, keep_default_na=False
         ),
-        images=np.load(directory / "images.npy"),
-        tokens=np.load(directory / "tokens.npy"),
+        images=optional("images"),
+        tokens=optional("tokens"),
         pairs=pd.read_csv(directory / "pairs.csv"),
         vocabulary=Vocabulary.load(directory / "vocab.json"),
+        image_features=optional("image_features"),
+        text_features=optional("text_features"),
+        preprocessing=(
+            json.loads((directory / "preprocessing.json").read_text())
+            if (directory / "preprocessing.json").exists()
+            else None
+        ),
     )

@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from pmatch.features.text import Vocabulary
-from pmatch.model.training import MODEL_FILE, PREPROCESSING_FILE, VOCABULARY_FILE
+from pmatch.model.training import (
+    MINILM_VOCABULARY_FILE,
+    MODEL_FILE,
+    PREPROCESSING_FILE,
+    VOCABULARY_FILE,
+)
 
 
 class ModelFolderError(ValueError):
@@ -30,10 +35,14 @@ class Matcher:
     image_size: int
     max_tokens: int
     threshold: float | None = None
+    wordpiece: object = None
 
     @classmethod
     def load(cls, directory: str | Path, threshold: float | None = None) -> Matcher:
         import keras
+
+        # Registers MiniLM's custom layer, which safe_mode loading must know by name.
+        import pmatch.model.pretrained.minilm  # noqa: F401
 
         directory = Path(directory)
         for name in (MODEL_FILE, VOCABULARY_FILE, PREPROCESSING_FILE):
@@ -46,7 +55,13 @@ class Matcher:
         preprocessing = json.loads((directory / PREPROCESSING_FILE).read_text())
         if threshold is None and (directory / "metrics.json").is_file():
             threshold = json.loads((directory / "metrics.json").read_text()).get("threshold")
+        wordpiece = None
+        if preprocessing.get("text_features") == "minilm":
+            from pmatch.model.pretrained.minilm import WordPieceTokenizer
+
+            wordpiece = WordPieceTokenizer(directory / MINILM_VOCABULARY_FILE)
         return cls(
+            wordpiece=wordpiece,
             image_encoder=model.get_layer("image_encoder"),
             text_encoder=model.get_layer("text_encoder"),
             scorer=model.get_layer("scorer"),
@@ -64,7 +79,30 @@ class Matcher:
         return _predict(self.text_encoder, tokens, batch_size)
 
     def embed_texts(self, texts, batch_size: int = 1024) -> np.ndarray:
-        return self.embed_token_ids(self.vocabulary.encode(texts, self.max_tokens), batch_size)
+        if self.wordpiece is None:
+            return self.embed_token_ids(self.vocabulary.encode(texts, self.max_tokens), batch_size)
+        texts = list(texts)
+        outputs = []
+        for start in range(0, len(texts), batch_size):
+            ids, mask = self.wordpiece.encode(texts[start : start + batch_size], self.max_tokens)
+            outputs.append(
+                np.asarray(
+                    self.text_encoder({"input_ids": ids, "attention_mask": mask}, training=False)
+                )
+            )
+        return (
+            np.concatenate(outputs)
+            if outputs
+            else np.zeros((0, self.text_encoder.output_shape[-1]))
+        )
+
+    def embed_image_features(self, features: np.ndarray) -> np.ndarray:
+        """Embeddings from frozen EfficientNet features (the image head alone)."""
+        return _predict(self.image_encoder.get_layer("image_head"), features, 4096)
+
+    def embed_text_features(self, features: np.ndarray) -> np.ndarray:
+        """Embeddings from frozen MiniLM features (the text head alone)."""
+        return _predict(self.text_encoder.get_layer("text_head"), features, 4096)
 
     def score_embeddings(
         self, image_embeddings: np.ndarray, text_embeddings: np.ndarray, batch_size: int = 8192

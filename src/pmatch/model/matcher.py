@@ -31,17 +31,49 @@ def build_scorer(projection_dim: int) -> keras.Model:
     return keras.Model([image_embedding, text_embedding], score, name="scorer")
 
 
+def build_feature_head(
+    input_dim: int, projection_dim: int, name: str, input_name: str
+) -> keras.Model:
+    """A projection head over frozen pretrained features, to unit-length embeddings."""
+    features = keras.Input(shape=(input_dim,), name=input_name)
+    hidden = layers.Dense(projection_dim * 2, activation="relu", name="hidden")(features)
+    hidden = layers.Dropout(0.1, name="dropout")(hidden)
+    embedding = layers.Dense(projection_dim, name="projection")(hidden)
+    embedding = layers.UnitNormalization(name="unit_norm")(embedding)
+    return keras.Model(features, embedding, name=name)
+
+
+def assemble_matching_model(
+    image_encoder: keras.Model, text_encoder: keras.Model, scorer: keras.Model
+) -> keras.Model:
+    """Photo and text inputs in, match score out; encoders and scorer are named sub-models."""
+    image = keras.Input(shape=image_encoder.input_shape[1:], dtype="uint8", name="image")
+    text_inputs = _fresh_inputs(text_encoder)
+    score = scorer([image_encoder(image), text_encoder(text_inputs)])
+    inputs = {"image": image}
+    inputs.update(text_inputs if isinstance(text_inputs, dict) else {"tokens": text_inputs})
+    return keras.Model(inputs, score, name="matching_model")
+
+
+def _fresh_inputs(model: keras.Model):
+    """New Input tensors shaped like model's inputs (a dict when it takes several)."""
+    if isinstance(model.input, dict):
+        return {
+            name: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
+            for name, tensor in model.input.items()
+        }
+    return keras.Input(shape=model.input_shape[1:], dtype=model.input.dtype, name=model.input.name)
+
+
 def build_matching_model(
     image_size: int, vocabulary_size: int, max_tokens: int, embedding_dim: int, projection_dim: int
 ) -> keras.Model:
-    """Photo and token ids in, match score out; the towers and scorer are named sub-models."""
-    image_encoder = build_image_encoder(image_size, projection_dim)
-    text_encoder = build_text_encoder(vocabulary_size, max_tokens, embedding_dim, projection_dim)
-    scorer = build_scorer(projection_dim)
-    image = keras.Input(shape=(image_size, image_size, 3), dtype="uint8", name="image")
-    tokens = keras.Input(shape=(max_tokens,), dtype="int32", name="tokens")
-    score = scorer([image_encoder(image), text_encoder(tokens)])
-    return keras.Model({"image": image, "tokens": tokens}, score, name="matching_model")
+    """The from-scratch matching model: a CNN and a word-embedding tower."""
+    return assemble_matching_model(
+        build_image_encoder(image_size, projection_dim),
+        build_text_encoder(vocabulary_size, max_tokens, embedding_dim, projection_dim),
+        build_scorer(projection_dim),
+    )
 
 
 class BatchSimilarity(layers.Layer):
@@ -74,14 +106,10 @@ def symmetric_info_nce(unused_labels, logits):
     return (image_to_text + text_to_image) / 2
 
 
-def build_contrastive_trainer(matching_model: keras.Model) -> keras.Model:
-    """Wraps the towers of matching_model for contrastive training on matched rows.
-
-    The trainer shares the towers' weights; only the matching model is saved.
-    """
-    image_encoder = matching_model.get_layer("image_encoder")
-    text_encoder = matching_model.get_layer("text_encoder")
-    image = keras.Input(shape=image_encoder.input_shape[1:], dtype="uint8", name="image")
-    tokens = keras.Input(shape=text_encoder.input_shape[1:], dtype="int32", name="tokens")
-    logits = BatchSimilarity(name="batch_similarity")([image_encoder(image), text_encoder(tokens)])
-    return keras.Model({"image": image, "tokens": tokens}, logits, name="contrastive_trainer")
+def build_contrastive_trainer(image_tower: keras.Model, text_tower: keras.Model) -> keras.Model:
+    """Wraps two towers for contrastive training on matched rows; it shares their weights
+    and is never saved (only the matching model is)."""
+    image = _fresh_inputs(image_tower)
+    text = _fresh_inputs(text_tower)
+    logits = BatchSimilarity(name="batch_similarity")([image_tower(image), text_tower(text)])
+    return keras.Model({image.name: image, text.name: text}, logits, name="contrastive_trainer")

