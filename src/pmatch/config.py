@@ -68,6 +68,7 @@ class PreprocessParams:
 
 @dataclass(frozen=True)
 class TrainParams:
+    kind: str = "two_tower"
     seed: int = 42
     num_epochs: int = 30
     batch_size: int = 64
@@ -175,6 +176,16 @@ def _check_ranges(params: Params) -> None:
     if pre.text_features not in ("tokens", "minilm"):
         problems.append(
             f"preprocess.text_features must be tokens or minilm, got {pre.text_features!r}"
+        )
+    if params.train.kind not in ("two_tower", "seed_concat"):
+        problems.append(f"train.kind must be two_tower or seed_concat, got {params.train.kind!r}")
+    if params.train.kind == "seed_concat" and (pre.image_features, pre.text_features) != (
+        "pixels",
+        "tokens",
+    ):
+        problems.append(
+            "train.kind seed_concat trains from scratch: it needs preprocess.image_features "
+            "pixels and preprocess.text_features tokens"
         )
     if params.train.learning_rate <= 0:
         problems.append(f"train.learning_rate must be positive, got {params.train.learning_rate}")

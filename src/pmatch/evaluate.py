@@ -78,44 +78,92 @@ def score_pairs(matcher, dataset: Dataset, pairs: pd.DataFrame) -> np.ndarray:
     )
 
 
-def evaluate_model(
-    model_dir: str | Path, dataset_dir: str | Path, params: EvaluateParams, out_dir: str | Path
-) -> dict:
-    """Chooses the threshold on val, measures test, writes metrics, plot data and plots.
+def retrieval_recall(score, dataset: Dataset, rows: np.ndarray, ks=(1, 5, 10)) -> dict:
+    """Recall@k both ways over catalogue rows: does row i's photo rank its own text in the
+    top k of all the rows' texts (image->text), and the text its own photo (text->image)?"""
+    pairs = pd.DataFrame(
+        {
+            "image_row": np.repeat(rows, len(rows)),
+            "text_row": np.tile(rows, len(rows)),
+        }
+    )
+    scores = score(pairs).reshape(len(rows), len(rows))
+    own = np.diag(scores)[:, None]
+    # Rank = how many other candidates score at least as high as the true one (ties count
+    # against it, so a constant scorer ranks last, not first).
+    image_to_text = (scores >= own).sum(axis=1) - 1
+    text_to_image = (scores.T >= own).sum(axis=1) - 1
+    result = {}
+    for k in ks:
+        result[f"recall_at_{k}_image_to_text"] = float(np.mean(image_to_text < k))
+        result[f"recall_at_{k}_text_to_image"] = float(np.mean(text_to_image < k))
+    return result
 
-    out_dir gets metrics.json (DVC metrics), pr_curve.csv and score_histogram.csv (DVC plots),
-    their PNGs, and reference_scores.csv: the test scores monitoring compares batches with.
+
+def measure(score, dataset: Dataset) -> tuple[dict, pd.DataFrame, np.ndarray]:
+    """Every metric of a model on a dataset, at the threshold that maximises F1 on val.
+
+    score: a function from a pairs frame (image_row, text_row) to match scores, so
+    baselines that are not Keras models are measured the same way.
+    Returns (metrics, test pairs, test scores).
     """
-    from pmatch.model.inference import Matcher
+    from sklearn.metrics import average_precision_score
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    matcher = Matcher.load(model_dir)
-    dataset = load_dataset(dataset_dir)
     val_pairs, test_pairs = dataset.split_pairs("val"), dataset.split_pairs("test")
     if test_pairs.empty or val_pairs.empty:
-        raise ValueError(
-            f"{dataset_dir}: the val or test split has no pairs; the catalogue is too small"
-        )
-    val_scores = score_pairs(matcher, dataset, val_pairs)
-    test_scores = score_pairs(matcher, dataset, test_pairs)
+        raise ValueError("the val or test split has no pairs; the catalogue is too small")
+    val_scores, test_scores = score(val_pairs), score(test_pairs)
     val_labels, test_labels = val_pairs["label"].to_numpy(), test_pairs["label"].to_numpy()
 
     threshold = best_f1_threshold(val_labels, val_scores)
     metrics = classification_metrics(test_labels, test_scores, threshold)
     metrics["threshold"] = threshold
+    metrics["pr_auc"] = float(average_precision_score(test_labels, test_scores))
     metrics["val_f1"] = classification_metrics(val_labels, val_scores, threshold)["f1"]
     for kind in ("random", "hard"):
         chosen = (test_pairs["kind"].isin(["match", kind])).to_numpy()
         metrics[f"f1_{kind}_negatives"] = classification_metrics(
             test_labels[chosen], test_scores[chosen], threshold
         )["f1"]
+    categories = dataset.items["top_category"].to_numpy()[test_pairs["image_row"].to_numpy()]
+    metrics["f1_by_category"] = {
+        str(category): _round(
+            classification_metrics(
+                test_labels[categories == category], test_scores[categories == category], threshold
+            )["f1"]
+        )
+        for category in sorted(set(categories))
+    }
+    test_rows = dataset.items.index[dataset.items["split"] == "test"].to_numpy()
+    metrics.update(retrieval_recall(score, dataset, test_rows))
     metrics = {key: _round(value) for key, value in metrics.items()}
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return metrics, test_pairs, test_scores
 
+
+def evaluate_model(
+    model_dir: str | Path, dataset_dir: str | Path, params: EvaluateParams, out_dir: str | Path
+) -> dict:
+    """Chooses the threshold on val, measures test, writes metrics, plot data and plots.
+
+    out_dir gets metrics.json (DVC metrics), pr_curve.csv and score_histogram.csv (DVC plots),
+    evaluation.png (PR curve, score histograms by pair kind, confusion matrix), and
+    reference_scores.csv: the test scores monitoring compares batches with.
+    """
+    from pmatch.model.inference import Matcher
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        matcher, dataset = Matcher.load(model_dir), load_dataset(dataset_dir)
+        metrics, test_pairs, test_scores = measure(
+            lambda pairs: score_pairs(matcher, dataset, pairs), dataset
+        )
+    except ValueError as error:
+        raise ValueError(f"{dataset_dir}: {error}") from None
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     reference = test_pairs[["label", "kind"]].assign(score=np.round(test_scores, 6))
     reference.to_csv(out_dir / REFERENCE_SCORES_FILE, index=False)
-    _write_plots(test_labels, test_scores, threshold, params, out_dir)
+    _write_plots(test_pairs, test_scores, metrics, params, out_dir)
     return metrics
 
 
@@ -125,13 +173,24 @@ def _round(value):
     return value
 
 
-def _write_plots(labels, scores, threshold, params: EvaluateParams, out_dir: Path) -> None:
+def _write_plots(
+    test_pairs: pd.DataFrame,
+    scores: np.ndarray,
+    metrics: dict,
+    params: EvaluateParams,
+    out_dir: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve
 
+    labels, kinds, threshold = (
+        test_pairs["label"].to_numpy(),
+        test_pairs["kind"].to_numpy(),
+        metrics["threshold"],
+    )
     precision, recall, _ = precision_recall_curve(labels, scores)
     pr_curve = pd.DataFrame({"recall": np.round(recall, 5), "precision": np.round(precision, 5)})
     pr_curve.to_csv(out_dir / "pr_curve.csv", index=False)
@@ -145,18 +204,32 @@ def _write_plots(labels, scores, threshold, params: EvaluateParams, out_dir: Pat
     )
     histogram.to_csv(out_dir / "score_histogram.csv", index=False)
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     axes[0].plot(recall, precision)
     axes[0].set_xlabel("recall")
     axes[0].set_ylabel("precision")
-    axes[0].set_title("Precision-recall, test split")
-    axes[1].hist(
-        [scores[labels == 1], scores[labels == 0]], bins=edges, label=["match", "non-match"]
-    )
+    axes[0].set_title(f"Precision-recall, test split (PR-AUC {metrics['pr_auc']:.3f})")
+    by_kind = [scores[kinds == kind] for kind in ("match", "random", "hard")]
+    axes[1].hist(by_kind, bins=edges, label=["match", "random negative", "hard negative"])
     axes[1].axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
     axes[1].set_xlabel("match score")
-    axes[1].set_title("Score histogram, test split")
+    axes[1].set_title("Score histogram by pair kind, test split")
     axes[1].legend()
+    predicted = scores >= threshold
+    confusion = np.array(
+        [
+            [np.sum(~predicted & (labels == 0)), np.sum(predicted & (labels == 0))],
+            [np.sum(~predicted & (labels == 1)), np.sum(predicted & (labels == 1))],
+        ]
+    )
+    axes[2].imshow(confusion, cmap="Blues")
+    for (row, column), count in np.ndenumerate(confusion):
+        axes[2].text(column, row, str(count), ha="center", va="center", fontsize=14)
+    axes[2].set_xticks([0, 1], ["non-match", "match"])
+    axes[2].set_yticks([0, 1], ["non-match", "match"])
+    axes[2].set_xlabel("predicted")
+    axes[2].set_ylabel("actual")
+    axes[2].set_title(f"Confusion matrix (F1 {metrics['f1']:.3f})")
     figure.tight_layout()
     figure.savefig(out_dir / "evaluation.png", dpi=100)
     plt.close(figure)

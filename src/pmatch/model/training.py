@@ -120,6 +120,10 @@ def train_model(
             "image_features": "pixels",
             "text_features": "tokens",
         }
+    if params.kind == "seed_concat":
+        from pmatch.model.seed_concat import train_seed_concat
+
+        return train_seed_concat(dataset, params, preprocessing, out_dir, verbose)
     image_tower, text_tower = build_towers(dataset, params)
     trainer = build_contrastive_trainer(image_tower, text_tower)
     trainer.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=symmetric_info_nce)
@@ -161,6 +165,25 @@ def train_model(
     image_encoder, text_encoder = inference_encoders(image_tower, text_tower, preprocessing)
     model = assemble_matching_model(image_encoder, text_encoder, scorer)
 
+    summary = {
+        "kind": params.kind,
+        "train_rows": int(train_count),
+        "val_rows": int(val_count),
+        "trainable_parameters": int(image_tower.count_params() + text_tower.count_params()),
+        **calibration,
+    }
+    return save_model_folder(model, dataset, preprocessing, history.history, summary, out_dir)
+
+
+def save_model_folder(
+    model, dataset: Dataset, preprocessing: dict, history: dict, summary: dict, out_dir: Path
+) -> dict:
+    """Writes what scoring needs (model.keras, vocabularies, preprocessing.json) and what
+    people look at (training_curve.png, train_summary.json); returns the summary.
+
+    The model file is written under a temporary name and renamed, so a crash never leaves a
+    half-written model.
+    """
     temporary = out_dir / f"partial-{MODEL_FILE}"
     model.save(temporary)
     temporary.replace(out_dir / MODEL_FILE)
@@ -171,17 +194,14 @@ def train_model(
         # The model folder carries its tokenizer, so scoring needs nothing else.
         (out_dir / MINILM_VOCABULARY_FILE).write_bytes(find_minilm_files()["vocab"].read_bytes())
     (out_dir / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2))
-    losses = history.history["val_loss"]
+    losses = history["val_loss"]
     best_epoch = int(np.argmin(losses)) + 1
-    _plot_history(history.history, out_dir / "training_curve.png")
+    _plot_history(history, out_dir / "training_curve.png")
     summary = {
         "epochs_run": len(losses),
         "best_epoch": best_epoch,
-        "best_val_contrastive_loss": round(float(losses[best_epoch - 1]), 5),
-        "train_rows": int(train_count),
-        "val_rows": int(val_count),
-        "trainable_parameters": int(image_tower.count_params() + text_tower.count_params()),
-        **calibration,
+        "best_val_loss": round(float(losses[best_epoch - 1]), 5),
+        **summary,
     }
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -219,7 +239,7 @@ def _plot_history(history: dict, path: Path) -> None:
     axis.plot(epochs, history["loss"], label="train")
     axis.plot(epochs, history["val_loss"], label="validation")
     axis.set_xlabel("epoch")
-    axis.set_ylabel("symmetric InfoNCE loss")
+    axis.set_ylabel("loss")
     axis.set_title("Training curve")
     axis.legend()
     figure.tight_layout()

@@ -1,0 +1,291 @@
+"""Matching quality on one catalogue: pmatch's models side by side with baselines.
+
+    .venv/bin/python benchmarks/quality.py --catalog data/sample --splits 1
+    .venv/bin/python benchmarks/quality.py --catalog ../shared/data/luma --splits 3
+
+Every row is measured on the same seeded splits (disjoint by product) with the same
+protocol: per test item one match, one random and one hard negative; the threshold is
+chosen on validation. Each (row, split) trains in its own process so peak RSS is its own.
+Prints one table (mean +- standard deviation over splits) and writes it, with every
+number, to benchmarks/results/quality-<catalogue>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = {
+    "pmatch pretrained": {"features": "pretrained", "kind": "two_tower"},
+    "pmatch from scratch": {"features": "scratch", "kind": "two_tower"},
+    "seed_concat": {"features": "scratch", "kind": "seed_concat"},
+    "colour hist + TF-IDF GBM": {"features": "scratch", "kind": "gbm"},
+    "always match": {"features": "scratch", "kind": "always_match"},
+}
+COLUMNS = ("f1", "f1_hard_negatives", "roc_auc", "recall_at_5_image_to_text")
+
+
+def build(catalog: Path, features: str, seed: int, out: Path, params) -> float:
+    """Preprocesses the catalogue for one split seed; returns feature extraction seconds."""
+    from pmatch.features.dataset import build_dataset
+
+    pretrained = features == "pretrained"
+    preprocess = dataclasses.replace(
+        params.preprocess,
+        seed=seed,
+        image_features="efficientnet_lite0" if pretrained else "pixels",
+        text_features="minilm" if pretrained else "tokens",
+        image_size=224 if pretrained else params.preprocess.image_size,
+    )
+    started = time.perf_counter()
+    build_dataset(catalog, preprocess, out)
+    return time.perf_counter() - started
+
+
+def colour_histogram(images: np.ndarray, bins: int = 4) -> np.ndarray:
+    """(n, bins**3) normalised RGB histograms of uint8 photos."""
+    quantised = (images.astype(np.int32) * bins) // 256
+    codes = (quantised[..., 0] * bins + quantised[..., 1]) * bins + quantised[..., 2]
+    codes = codes.reshape(len(images), -1)
+    histograms = np.stack([np.bincount(row, minlength=bins**3) for row in codes]).astype("float32")
+    return histograms / histograms.sum(axis=1, keepdims=True)
+
+
+def gbm_scorer(dataset, seed: int):
+    """The non-deep baseline: colour histogram + TF-IDF (SVD) features, gradient boosting."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    histograms = colour_histogram(dataset.images)
+    texts = dataset.items["text"].to_numpy()
+    train_rows = dataset.items.index[dataset.items["split"] == "train"].to_numpy()
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True).fit(
+        texts[train_rows]
+    )
+    components = min(64, len(vectorizer.vocabulary_) - 1)
+    svd = TruncatedSVD(components, random_state=seed).fit(vectorizer.transform(texts[train_rows]))
+    text_vectors = svd.transform(vectorizer.transform(texts)).astype("float32")
+    image_index = dataset.items["image_index"].to_numpy()
+
+    def features(pairs):
+        return np.hstack(
+            [
+                histograms[image_index[pairs["image_row"].to_numpy()]],
+                text_vectors[pairs["text_row"].to_numpy()],
+            ]
+        )
+
+    train_pairs = dataset.split_pairs("train")
+    model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.08, random_state=seed)
+    model.fit(features(train_pairs), train_pairs["label"].to_numpy())
+    return lambda pairs: model.predict_proba(features(pairs))[:, 1]
+
+
+def run_one(row: str, dataset_dir: Path, seed: int, num_epochs: int) -> dict:
+    """Trains and measures one row on one prepared split (runs in a child process)."""
+    from pmatch.config import load_params
+    from pmatch.evaluate import measure, score_pairs
+    from pmatch.features.dataset import load_dataset
+
+    params = load_params(ROOT / "params.yaml")
+    dataset = load_dataset(dataset_dir)
+    kind = ROWS[row]["kind"]
+    started = time.perf_counter()
+    if kind in ("two_tower", "seed_concat"):
+        from pmatch.model.inference import Matcher
+        from pmatch.model.training import train_model
+
+        train = dataclasses.replace(
+            params.train, kind=kind, seed=seed, num_epochs=num_epochs or params.train.num_epochs
+        )
+        with tempfile.TemporaryDirectory() as model_dir:
+            train_model(dataset, train, model_dir, verbose=0)
+            matcher = Matcher.load(model_dir)
+        score = lambda pairs: score_pairs(matcher, dataset, pairs)  # noqa: E731
+    elif kind == "gbm":
+        score = gbm_scorer(dataset, seed)
+    else:
+        score = lambda pairs: np.ones(len(pairs))  # noqa: E731
+    train_seconds = time.perf_counter() - started
+    metrics, test_pairs, _ = measure(score, dataset)
+    started = time.perf_counter()
+    for _ in range(3):
+        score(test_pairs)
+    pairs_per_second = 3 * len(test_pairs) / (time.perf_counter() - started)
+    return {
+        **{
+            key: metrics[key]
+            for key in (*COLUMNS, "precision", "recall", "pr_auc", "recall_at_5_text_to_image")
+        },
+        "train_seconds": round(train_seconds, 2),
+        "pairs_per_second": round(pairs_per_second, 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, unlike ru_maxrss, starts afresh at exec,
+    so a child does not report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def summarise(results: dict) -> list[dict]:
+    table = []
+    for row, runs in results.items():
+        entry = {"row": row, "splits": len(runs)}
+        for key in (*COLUMNS, "train_seconds", "pairs_per_second", "peak_rss_mb"):
+            values = np.array([run[key] for run in runs], dtype=float)
+            entry[key] = {
+                "mean": round(float(np.nanmean(values)), 4),
+                "std": round(float(np.nanstd(values)), 4),
+            }
+        table.append(entry)
+    return table
+
+
+def markdown(table: list[dict], header: str) -> str:
+    lines = [
+        header,
+        "",
+        "| model | F1 | hard-neg F1 | ROC-AUC | Recall@5 (img->txt) | train s | pairs/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in table:
+        cells = [f"{entry[key]['mean']:.3f} ± {entry[key]['std']:.3f}" for key in COLUMNS]
+        cells += [
+            f"{entry[key]['mean']:.1f}"
+            for key in ("train_seconds", "pairs_per_second", "peak_rss_mb")
+        ]
+        lines.append(f"| {entry['row']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--catalog", type=Path, default=ROOT / "data/sample")
+    parser.add_argument("--splits", type=int, default=3, help="seeded splits to average over")
+    parser.add_argument("--rows", nargs="*", default=list(ROWS), help="which rows (default: all)")
+    parser.add_argument("--num-epochs", type=int, default=0, help="cap epochs (0: params.yaml)")
+    parser.add_argument(
+        "--seed-concat-epochs",
+        type=int,
+        default=5,
+        help="epochs for seed_concat, the slow VGG16-style baseline",
+    )
+    parser.add_argument(
+        "--one", nargs=3, metavar=("ROW", "DATASET", "SEED"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.one:
+        row, dataset_dir, seed = args.one
+        print(json.dumps(run_one(row, Path(dataset_dir), int(seed), args.num_epochs)))
+        return
+
+    from pmatch.config import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    results: dict[str, list] = {row: [] for row in args.rows}
+    extraction = []
+    with tempfile.TemporaryDirectory(prefix="pmatch-bench-") as work:
+        for split in range(args.splits):
+            seed = params.preprocess.seed + split
+            prepared = {}
+            for features in sorted({ROWS[row]["features"] for row in args.rows}):
+                prepared[features] = Path(work) / f"{features}-{split}"
+                seconds = build(args.catalog, features, seed, prepared[features], params)
+                if features == "pretrained":
+                    photos = len(np.load(prepared[features] / "image_features.npy", mmap_mode="r"))
+                    extraction.append({"seconds": round(seconds, 1), "photos": photos})
+                print(
+                    f"split {split}: {features} features in {seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            for row in args.rows:
+                epochs = (
+                    args.seed_concat_epochs
+                    if ROWS[row]["kind"] == "seed_concat"
+                    else args.num_epochs
+                )
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--num-epochs",
+                    str(epochs),
+                    "--one",
+                    row,
+                    str(prepared[ROWS[row]["features"]]),
+                    str(seed),
+                ]
+                output = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                )
+                if output.returncode != 0:
+                    raise RuntimeError(f"{row} on split {split} failed:\n{output.stderr[-3000:]}")
+                result = json.loads(output.stdout.strip().splitlines()[-1])
+                results[row].append(result)
+                print(
+                    f"split {split}: {row}: F1 {result['f1']:.3f}, hard-neg F1 "
+                    f"{result['f1_hard_negatives']:.3f}, ROC-AUC {result['roc_auc']:.3f}, "
+                    f"train {result['train_seconds']:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    table = summarise(results)
+    name = args.catalog.resolve().name
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    header = (
+        f"Quality on `{name}` ({args.splits} seeded split(s), {time.strftime('%Y-%m-%d')}, "
+        f"{machine})"
+    )
+    text = markdown(table, header)
+    if extraction:
+        photos = sum(item["photos"] for item in extraction)
+        seconds = sum(item["seconds"] for item in extraction)
+        text += (
+            f"\n\nPretrained feature extraction (EfficientNet-Lite0 at 224 px + MiniLM, "
+            f"photos and texts): {photos / seconds:.1f} photos/s including text, "
+            f"{seconds / len(extraction):.1f} s per split."
+        )
+    print(text)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"quality-{name}.md").write_text(text + "\n")
+    (out / f"quality-{name}.json").write_text(
+        json.dumps(
+            {
+                "catalog": str(args.catalog),
+                "splits": args.splits,
+                "machine": machine,
+                "table": table,
+                "runs": results,
+                "feature_extraction": extraction,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
