@@ -54,17 +54,49 @@ def build(catalog: Path, features: str, seed: int, out: Path, params) -> float:
     return time.perf_counter() - started
 
 
-def colour_histogram(images: np.ndarray, bins: int = 4) -> np.ndarray:
-    """(n, bins**3) normalised RGB histograms of uint8 photos."""
-    quantised = (images.astype(np.int32) * bins) // 256
-    codes = (quantised[..., 0] * bins + quantised[..., 1]) * bins + quantised[..., 2]
-    codes = codes.reshape(len(images), -1)
-    histograms = np.stack([np.bincount(row, minlength=bins**3) for row in codes]).astype("float32")
-    return histograms / histograms.sum(axis=1, keepdims=True)
+COLOUR_WORDS = (
+    "black",
+    "white",
+    "gray",
+    "grey",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+    "beige",
+    "navy",
+    "teal",
+    "olive",
+    "lavender",
+    "magenta",
+)
+
+
+def colour_histogram(images: np.ndarray) -> np.ndarray:
+    """Foreground hue / grey-level shares of uint8 photos (pmatch.model.colour)."""
+    from pmatch.model.colour import ColourHistogram
+
+    layer = ColourHistogram()
+    return np.concatenate(
+        [np.asarray(layer(images[start : start + 256])) for start in range(0, len(images), 256)]
+    )
+
+
+def colour_words(texts) -> np.ndarray:
+    """Which basic colour names each text mentions (0/1 per name)."""
+    from pmatch.features.text import tokenize
+
+    words = [set(tokenize(text)) for text in texts]
+    return np.array([[name in found for name in COLOUR_WORDS] for found in words], dtype="float32")
 
 
 def gbm_scorer(dataset, seed: int):
-    """The non-deep baseline: colour histogram + TF-IDF (SVD) features, gradient boosting."""
+    """The non-deep baseline: the photo's colour histogram, the text's TF-IDF (SVD) and the
+    colour names it mentions, fed to gradient boosting on labelled pairs."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -77,7 +109,7 @@ def gbm_scorer(dataset, seed: int):
     )
     components = min(64, len(vectorizer.vocabulary_) - 1)
     svd = TruncatedSVD(components, random_state=seed).fit(vectorizer.transform(texts[train_rows]))
-    text_vectors = svd.transform(vectorizer.transform(texts)).astype("float32")
+    text_vectors = np.hstack([svd.transform(vectorizer.transform(texts)), colour_words(texts)])
     image_index = dataset.items["image_index"].to_numpy()
 
     def features(pairs):

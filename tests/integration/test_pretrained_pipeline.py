@@ -29,6 +29,7 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     from pmatch.evaluate import evaluate_model, score_pairs
     from pmatch.features.dataset import build_dataset, load_dataset
     from pmatch.features.images import load_image
+    from pmatch.model.colour import COLOUR_FEATURE_DIM
     from pmatch.model.inference import Matcher
     from pmatch.model.training import train_model
     from tests.conftest import ROOT
@@ -46,7 +47,7 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     summary = build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
     assert summary["image_features"] == "efficientnet_lite0"
     dataset = load_dataset(tmp_path / "data")
-    assert dataset.images is None and dataset.image_features.shape[1] == 1280
+    assert dataset.images is None and dataset.image_features.shape[1] == 1280 + COLOUR_FEATURE_DIM
     assert dataset.tokens is None and dataset.text_features.shape[1] == 384
 
     train = dataclasses.replace(params.train, num_epochs=3)

@@ -12,15 +12,24 @@ from pmatch.features.images import load_images
 
 IMAGE_FEATURES = ("pixels", "efficientnet_lite0")
 TEXT_FEATURES = ("tokens", "minilm")
-IMAGE_FEATURE_DIM = 1280
+EFFICIENTNET_DIM = 1280
 TEXT_FEATURE_DIM = 384
 
 
 def image_feature_encoder(image_size: int):
-    """The frozen EfficientNet-Lite0 feature extractor for uint8 photos of image_size."""
+    """Frozen features of uint8 photos of image_size: EfficientNet-Lite0's 1280 ImageNet
+    features followed by the foreground colour histogram (see pmatch.model.colour)."""
+    import keras
+
+    from pmatch.model.colour import ColourHistogram
     from pmatch.model.pretrained.efficientnet_lite import load_efficientnet_lite0
 
-    return load_efficientnet_lite0(image_size)
+    backbone = load_efficientnet_lite0(image_size)
+    image = keras.Input(shape=(image_size, image_size, 3), dtype="uint8", name="image")
+    features = keras.layers.Concatenate(name="image_features")(
+        [backbone(image), ColourHistogram(name="colour_histogram")(image)]
+    )
+    return keras.Model(image, features, name="image_feature_encoder")
 
 
 def text_feature_encoder(max_tokens: int):
@@ -30,14 +39,20 @@ def text_feature_encoder(max_tokens: int):
     return load_minilm(max_tokens), load_minilm_tokenizer()
 
 
+def image_feature_dim() -> int:
+    from pmatch.model.colour import COLOUR_FEATURE_DIM
+
+    return EFFICIENTNET_DIM + COLOUR_FEATURE_DIM
+
+
 def extract_image_features(
     paths, image_size: int, progress=None, batch_size: int = 64
 ) -> np.ndarray:
-    """(n, 1280) float32 features of the photos at paths, loaded batch by batch so memory
+    """(n, 1298) float32 features (EfficientNet + colour) of the photos at paths, loaded batch by batch so memory
     follows the batch, not the catalogue."""
     encoder = image_feature_encoder(image_size)
     paths = list(paths)
-    output = np.zeros((len(paths), IMAGE_FEATURE_DIM), dtype="float32")
+    output = np.zeros((len(paths), image_feature_dim()), dtype="float32")
     for start in range(0, len(paths), batch_size):
         images = load_images(paths[start : start + batch_size], image_size)
         output[start : start + len(images)] = np.asarray(encoder(images, training=False))

@@ -41,7 +41,9 @@ class Matcher:
     def load(cls, directory: str | Path, threshold: float | None = None) -> Matcher:
         import keras
 
-        # Registers MiniLM's custom layer, which safe_mode loading must know by name.
+        # Registers pmatch's custom layers, which safe_mode loading must know by name.
+        import pmatch.model.colour  # noqa: F401
+        import pmatch.model.matcher  # noqa: F401
         import pmatch.model.pretrained.minilm  # noqa: F401
 
         directory = Path(directory)

@@ -12,31 +12,56 @@ from pmatch.model.towers import build_image_encoder, build_text_encoder
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
-def build_scorer(projection_dim: int) -> keras.Model:
-    """Scores a pair of unit embeddings in [0, 1]: sigmoid(scale * cosine + bias).
+@keras.saving.register_keras_serializable(package="pmatch")
+class PairFeatures(layers.Layer):
+    """What the match head compares: the element-wise product and absolute difference of
+    two embeddings, and their cosine (dot product of unit vectors)."""
 
-    It reads only embeddings, so a batch can be scored from cached tower outputs. Scale
-    and bias are calibrated after contrastive training (see training.calibrate_scorer).
+    def call(self, inputs):
+        image_embedding, text_embedding = inputs
+        product = image_embedding * text_embedding
+        return ops.concatenate(
+            [
+                product,
+                ops.abs(image_embedding - text_embedding),
+                ops.sum(product, axis=-1, keepdims=True),
+            ],
+            axis=-1,
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], 2 * input_shape[0][-1] + 1)
+
+
+def build_scorer(projection_dim: int) -> keras.Model:
+    """The match head: a small MLP over PairFeatures of two embeddings, score in [0, 1].
+
+    It reads only embeddings, so a batch can be scored from cached tower outputs. It is
+    trained with binary cross-entropy on labelled pairs, hard negatives included.
     """
     image_embedding = keras.Input(shape=(projection_dim,), name="image_embedding")
     text_embedding = keras.Input(shape=(projection_dim,), name="text_embedding")
-    cosine = layers.Dot(axes=1, name="cosine")([image_embedding, text_embedding])
-    score = layers.Dense(
-        1,
-        activation="sigmoid",
-        kernel_initializer=keras.initializers.Constant(10.0),
-        name="match_probability",
-    )(cosine)
+    features = PairFeatures(name="pair_features")([image_embedding, text_embedding])
+    hidden = layers.Dense(64, activation="relu", name="hidden")(features)
+    hidden = layers.Dropout(0.2, name="dropout")(hidden)
+    score = layers.Dense(1, activation="sigmoid", name="match_probability")(hidden)
     score = layers.Flatten(name="score")(score)
     return keras.Model([image_embedding, text_embedding], score, name="scorer")
 
 
 def build_feature_head(
-    input_dim: int, projection_dim: int, name: str, input_name: str
+    train_features, projection_dim: int, name: str, input_name: str
 ) -> keras.Model:
-    """A projection head over frozen pretrained features, to unit-length embeddings."""
-    features = keras.Input(shape=(input_dim,), name=input_name)
-    hidden = layers.Dense(projection_dim * 2, activation="relu", name="hidden")(features)
+    """A projection head over frozen pretrained features, to unit-length embeddings.
+
+    train_features: the train split's features; the head standardises its input with their
+    mean and variance (kept in the saved model).
+    """
+    features = keras.Input(shape=(train_features.shape[1],), name=input_name)
+    normalise = layers.Normalization(name="standardise")
+    normalise.adapt(train_features)
+    hidden = layers.Dropout(0.2, name="input_dropout")(normalise(features))
+    hidden = layers.Dense(projection_dim * 2, activation="relu", name="hidden")(hidden)
     hidden = layers.Dropout(0.1, name="dropout")(hidden)
     embedding = layers.Dense(projection_dim, name="projection")(hidden)
     embedding = layers.UnitNormalization(name="unit_norm")(embedding)

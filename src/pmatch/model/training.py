@@ -39,15 +39,19 @@ def matched_rows(dataset: Dataset, split: str) -> dict[str, np.ndarray]:
 def build_towers(dataset: Dataset, params: TrainParams):
     """The trainable towers for this dataset: a CNN or a head over frozen image features,
     a word-embedding tower or a head over frozen text features."""
-    from pmatch.features.pretrained import IMAGE_FEATURE_DIM, TEXT_FEATURE_DIM
     from pmatch.model.matcher import build_feature_head
     from pmatch.model.towers import build_image_encoder, build_text_encoder
 
+    train_rows = dataset.items.index[dataset.items["split"] == "train"].to_numpy()
     if dataset.images is not None:
         image_tower = build_image_encoder(int(dataset.images.shape[1]), params.projection_dim)
     else:
+        train_images = np.unique(dataset.items["image_index"].to_numpy()[train_rows])
         image_tower = build_feature_head(
-            IMAGE_FEATURE_DIM, params.projection_dim, "image_head", "image_features"
+            dataset.image_features[train_images],
+            params.projection_dim,
+            "image_head",
+            "image_features",
         )
     if dataset.tokens is not None:
         text_tower = build_text_encoder(
@@ -58,7 +62,7 @@ def build_towers(dataset: Dataset, params: TrainParams):
         )
     else:
         text_tower = build_feature_head(
-            TEXT_FEATURE_DIM, params.projection_dim, "text_head", "text_features"
+            dataset.text_features[train_rows], params.projection_dim, "text_head", "text_features"
         )
     return image_tower, text_tower
 
@@ -161,7 +165,9 @@ def train_model(
         trainer.load_weights(checkpoint)
         checkpoint.unlink()
     scorer = build_scorer(params.projection_dim)
-    calibration = calibrate_scorer(image_tower, text_tower, scorer, dataset, "val")
+    match_head = train_match_head(
+        image_tower, text_tower, scorer, dataset, params, out_dir, verbose
+    )
     image_encoder, text_encoder = inference_encoders(image_tower, text_tower, preprocessing)
     model = assemble_matching_model(image_encoder, text_encoder, scorer)
 
@@ -169,8 +175,11 @@ def train_model(
         "kind": params.kind,
         "train_rows": int(train_count),
         "val_rows": int(val_count),
-        "trainable_parameters": int(image_tower.count_params() + text_tower.count_params()),
-        **calibration,
+        "trainable_parameters": int(
+            image_tower.count_params() + text_tower.count_params() + scorer.count_params()
+        ),
+        "best_val_contrastive_loss": round(float(np.min(history.history["val_loss"])), 5),
+        **match_head,
     }
     return save_model_folder(model, dataset, preprocessing, history.history, summary, out_dir)
 
@@ -207,24 +216,75 @@ def save_model_folder(
     return summary
 
 
-def calibrate_scorer(image_tower, text_tower, scorer, dataset: Dataset, split: str) -> dict:
-    """Fits the scorer's sigmoid(scale * cosine + bias) to the split's labelled pairs."""
-    from sklearn.linear_model import LogisticRegression
+def train_match_head(
+    image_tower,
+    text_tower,
+    scorer,
+    dataset: Dataset,
+    params: TrainParams,
+    out_dir: Path,
+    verbose: int,
+) -> dict:
+    """Trains the match head with binary cross-entropy on the train pairs (matches, random
+    and hard negatives), early-stopped on the validation pairs.
 
-    pairs = dataset.split_pairs(split)
-    inputs = dataset.pair_inputs(pairs)
-    image_embeddings = image_tower.predict(inputs[dataset.image_input_name], verbose=0)
-    text_embeddings = text_tower.predict(inputs[dataset.text_input_name], verbose=0)
-    cosine = np.sum(image_embeddings * text_embeddings, axis=1, keepdims=True)
-    regression = LogisticRegression(C=100.0).fit(cosine, pairs["label"].to_numpy())
-    scale, bias = float(regression.coef_[0, 0]), float(regression.intercept_[0])
-    scorer.get_layer("match_probability").set_weights(
-        [np.array([[scale]], dtype="float32"), np.array([bias], dtype="float32")]
+    Heads over frozen features keep learning here (cheap); a CNN or word tower trained from
+    scratch stays frozen, so this stage costs seconds either way.
+    """
+    import keras
+
+    fine_tune = dataset.images is None or dataset.tokens is None
+    image_tower.trainable = dataset.images is None
+    text_tower.trainable = dataset.tokens is None
+    image = keras.Input(
+        shape=image_tower.input_shape[1:],
+        dtype=image_tower.input.dtype,
+        name=dataset.image_input_name,
     )
+    text = keras.Input(
+        shape=text_tower.input_shape[1:], dtype=text_tower.input.dtype, name=dataset.text_input_name
+    )
+    pair_model = keras.Model(
+        {image.name: image, text.name: text},
+        scorer([image_tower(image), text_tower(text)]),
+        name="match_head_trainer",
+    )
+    pair_model.compile(
+        optimizer=keras.optimizers.Adam(params.learning_rate / 2),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
+    train_pairs, val_pairs = dataset.split_pairs("train"), dataset.split_pairs("val")
+    checkpoint = out_dir / "best-match-head.weights.h5"
+    history = pair_model.fit(
+        dataset.pair_inputs(train_pairs),
+        train_pairs["label"].to_numpy("float32"),
+        validation_data=(dataset.pair_inputs(val_pairs), val_pairs["label"].to_numpy("float32")),
+        epochs=params.num_epochs * 2,
+        batch_size=32,
+        shuffle=True,
+        verbose=verbose,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=params.early_stopping_patience * 2,
+                restore_best_weights=True,
+            ),
+            keras.callbacks.ModelCheckpoint(
+                checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True
+            ),
+        ],
+    )
+    if checkpoint.exists():
+        pair_model.load_weights(checkpoint)
+        checkpoint.unlink()
+    image_tower.trainable = text_tower.trainable = True
+    best = int(np.argmin(history.history["val_loss"]))
     return {
-        "calibration_pairs": int(len(pairs)),
-        "score_scale": round(scale, 4),
-        "score_bias": round(bias, 4),
+        "match_head_epochs": len(history.history["val_loss"]),
+        "match_head_val_loss": round(float(history.history["val_loss"][best]), 5),
+        "match_head_val_auc": round(float(history.history["val_auc"][best]), 5),
+        "towers_fine_tuned": fine_tune,
     }
 
 
