@@ -61,10 +61,9 @@ def train_seed_concat(
 ) -> dict:
     """Trains the seed design with binary cross-entropy on the train pairs, early-stopped on
     the validation pairs' loss, and writes the same model folder as the two-tower model."""
-    import keras
 
     from pmatch.model.matcher import assemble_matching_model
-    from pmatch.model.training import save_model_folder
+    from pmatch.model.training import fit_on_pairs, save_model_folder
 
     if dataset.images is None or dataset.tokens is None:
         raise ValueError(
@@ -77,36 +76,17 @@ def train_seed_concat(
         params.embedding_dim,
     )
     model = assemble_matching_model(image_encoder, text_encoder, scorer)
-    model.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc")],
-    )
-    train_pairs, val_pairs = dataset.split_pairs("train"), dataset.split_pairs("val")
-    checkpoint = out_dir / "best.weights.h5"
-    history = model.fit(
-        dataset.pair_inputs(train_pairs),
-        train_pairs["label"].to_numpy("float32"),
-        validation_data=(dataset.pair_inputs(val_pairs), val_pairs["label"].to_numpy("float32")),
+    history = fit_on_pairs(
+        model,
+        dataset,
+        Path(out_dir),
+        verbose,
+        learning_rate=params.learning_rate,
         epochs=params.num_epochs,
         batch_size=params.batch_size,
-        shuffle=True,
-        verbose=verbose,
-        callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=params.early_stopping_patience,
-                restore_best_weights=True,
-            ),
-            keras.callbacks.ModelCheckpoint(
-                checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True
-            ),
-            keras.callbacks.CSVLogger(out_dir / "history.csv"),
-        ],
+        patience=params.early_stopping_patience,
     )
-    if checkpoint.exists():
-        model.load_weights(checkpoint)
-        checkpoint.unlink()
+    train_pairs, val_pairs = dataset.split_pairs("train"), dataset.split_pairs("val")
     summary = {
         "kind": "seed_concat",
         "train_pairs": int(len(train_pairs)),

@@ -249,35 +249,16 @@ def train_match_head(
         scorer([image_tower(image), text_tower(text)]),
         name="match_head_trainer",
     )
-    pair_model.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate / 2),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc")],
-    )
-    train_pairs, val_pairs = dataset.split_pairs("train"), dataset.split_pairs("val")
-    checkpoint = out_dir / "best-match-head.weights.h5"
-    history = pair_model.fit(
-        dataset.pair_inputs(train_pairs),
-        train_pairs["label"].to_numpy("float32"),
-        validation_data=(dataset.pair_inputs(val_pairs), val_pairs["label"].to_numpy("float32")),
+    history = fit_on_pairs(
+        pair_model,
+        dataset,
+        out_dir,
+        verbose,
+        learning_rate=params.learning_rate / 2,
         epochs=params.num_epochs * 2,
         batch_size=32,
-        shuffle=True,
-        verbose=verbose,
-        callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=params.early_stopping_patience * 2,
-                restore_best_weights=True,
-            ),
-            keras.callbacks.ModelCheckpoint(
-                checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True
-            ),
-        ],
+        patience=params.early_stopping_patience * 2,
     )
-    if checkpoint.exists():
-        pair_model.load_weights(checkpoint)
-        checkpoint.unlink()
     image_tower.trainable = text_tower.trainable = True
     best = int(np.argmin(history.history["val_loss"]))
     return {
@@ -286,6 +267,55 @@ def train_match_head(
         "match_head_val_auc": round(float(history.history["val_auc"][best]), 5),
         "towers_fine_tuned": fine_tune,
     }
+
+
+def fit_on_pairs(
+    model,
+    dataset: Dataset,
+    out_dir: Path,
+    verbose: int,
+    *,
+    learning_rate: float,
+    epochs: int,
+    batch_size: int,
+    patience: int,
+):
+    """Fits model (pair inputs -> match probability) with binary cross-entropy on the train
+    pairs, early-stopped on the validation pairs' loss; the best epoch's weights are kept.
+
+    Returns the Keras history.
+    """
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
+    train_pairs, val_pairs = dataset.split_pairs("train"), dataset.split_pairs("val")
+    checkpoint = out_dir / f"best-{model.name}.weights.h5"
+    history = model.fit(
+        dataset.pair_inputs(train_pairs),
+        train_pairs["label"].to_numpy("float32"),
+        validation_data=(dataset.pair_inputs(val_pairs), val_pairs["label"].to_numpy("float32")),
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=verbose,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=patience, restore_best_weights=True
+            ),
+            keras.callbacks.ModelCheckpoint(
+                checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True
+            ),
+            keras.callbacks.CSVLogger(out_dir / f"history-{model.name}.csv"),
+        ],
+    )
+    if checkpoint.exists():
+        model.load_weights(checkpoint)
+        checkpoint.unlink()
+    return history
 
 
 def _plot_history(history: dict, path: Path) -> None:
