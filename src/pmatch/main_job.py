@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pmatch.config import load_params, load_settings
+from pmatch.monitor import safe_name
 from pmatch.pipeline import repro, workspace
 from pmatch.storage import open_registry, s3_settings
 
@@ -145,7 +146,9 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
                 run_date + timedelta(seconds=offset),
                 {"batch": str(batch_dir)},
             )
-            verdict_path = space.monitor_dir / batch / _safe(monitor_run["run_id"]) / "verdict.json"
+            verdict_path = (
+                space.monitor_dir / batch / safe_name(monitor_run["run_id"]) / "verdict.json"
+            )
             verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else {}
             summary["monitor"][batch] = {"run": monitor_run, "verdict": verdict}
         summary["retrain_runs_queued_by_drift"] = sorted(
@@ -158,12 +161,6 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
     log(format_summary(summary, space.root))
     log(f"(full summary: {summary_path})")
     return summary
-
-
-def _safe(text: str) -> str:
-    from pmatch.monitor import safe_name
-
-    return safe_name(text)
 
 
 def format_summary(summary: dict, root: Path) -> str:

@@ -69,7 +69,7 @@ def gate(project_dir: str | Path | None = None) -> dict:
 
     space = workspace(project_dir)
     params = load_params(space.params)
-    with s3_settings(_settings(space)) as settings:
+    with s3_settings(project_settings(space)) as settings:
         decision = run_gate(
             space.evaluate_dir / METRICS_FILE, open_registry(settings), params.gate, space.gate_file
         )
@@ -91,7 +91,7 @@ def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = Non
     from pmatch.registry import deploy as deploy_version
 
     space = workspace(project_dir)
-    with s3_settings(_settings(space)) as settings:
+    with s3_settings(project_settings(space)) as settings:
         deployment = deploy_version(
             open_registry(settings),
             space.model_dir,
@@ -118,7 +118,7 @@ def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None =
     space = workspace(project_dir)
     params = load_params(space.params)
     batch_dir = space.resolve(batch_dir)
-    with s3_settings(_settings(space)) as settings:
+    with s3_settings(project_settings(space)) as settings:
         registry = open_registry(settings)
         model_dir = registry.download_production(space.model_cache)
         matcher = Matcher.load(model_dir)
@@ -147,7 +147,8 @@ def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None =
     return verdict
 
 
-def _settings(space: Workspace):
+def project_settings(space: Workspace):
+    """The environment's settings, with the project folder set to space's."""
     import dataclasses
 
     settings = load_settings()

@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     from pmatch.model.inference import Matcher
     from pmatch.monitor import score_pairs_file
-    from pmatch.pipeline import _settings, workspace
+    from pmatch.pipeline import project_settings, workspace
     from pmatch.storage import open_registry, s3_settings
 
     threshold = args.threshold
@@ -52,7 +52,7 @@ def run(args) -> None:
             threshold = json.loads(args.metrics.read_text())["threshold"]
     else:
         space = workspace(args.project)
-        with s3_settings(_settings(space)) as settings:
+        with s3_settings(project_settings(space)) as settings:
             model_dir = open_registry(settings).download_production(space.model_cache)
         say(f"scoring with production model {model_dir.name}")
     matcher = Matcher.load(model_dir, threshold=threshold)

