@@ -57,13 +57,13 @@ class PreprocessParams:
     seed: int = 13
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    image_size: int = 64
+    image_size: int = 224
     max_tokens: int = 48
     min_token_count: int = 1
     random_negatives: int = 1
     hard_negatives: int = 1
-    image_features: str = "pixels"
-    text_features: str = "tokens"
+    image_features: str = "efficientnet_lite0"
+    text_features: str = "minilm"
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class TrainParams:
     embedding_dim: int = 64
     projection_dim: int = 64
     early_stopping_patience: int = 5
+    colour_head: bool = True
 
 
 @dataclass(frozen=True)

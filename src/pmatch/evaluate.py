@@ -72,7 +72,10 @@ def score_pairs(matcher, dataset: Dataset, pairs: pd.DataFrame) -> np.ndarray:
     if dataset.tokens is not None:
         text_embeddings = matcher.embed_token_ids(dataset.tokens[used_texts])
     else:
-        text_embeddings = matcher.embed_text_features(dataset.text_features[used_texts])
+        text_embeddings = matcher.embed_text_features(
+            dataset.text_features[used_texts],
+            None if dataset.colour_mentions is None else dataset.colour_mentions[used_texts],
+        )
     return matcher.score_embeddings(
         image_embeddings[image_positions], text_embeddings[text_positions]
     )

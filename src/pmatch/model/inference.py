@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pmatch.features.images import photos_per_batch
 from pmatch.features.text import Vocabulary
 from pmatch.model.training import (
     MINILM_VOCABULARY_FILE,
@@ -15,6 +16,10 @@ from pmatch.model.training import (
     PREPROCESSING_FILE,
     VOCABULARY_FILE,
 )
+
+# Texts per MiniLM call. An eager call keeps every layer's activations until it returns:
+# 1024 texts at once took 7 GB, 128 at a time take 1.6 GB and run as fast.
+TRANSFORMER_BATCH = 128
 
 
 class ModelFolderError(ValueError):
@@ -74,8 +79,11 @@ class Matcher:
         )
 
     def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Embeddings of (n, size, size, 3) uint8 photos."""
-        return _predict(self.image_encoder, images, batch_size)
+        """Embeddings of (n, size, size, 3) uint8 photos, encoded batch_size at a time or
+        fewer for large photos (see photos_per_batch), so memory stays bounded."""
+        return _predict(
+            self.image_encoder, images, min(batch_size, photos_per_batch(self.image_size))
+        )
 
     def embed_token_ids(self, tokens: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         return _predict(self.text_encoder, tokens, batch_size)
@@ -84,6 +92,7 @@ class Matcher:
         if self.wordpiece is None:
             return self.embed_token_ids(self.vocabulary.encode(texts, self.max_tokens), batch_size)
         texts = list(texts)
+        batch_size = min(batch_size, TRANSFORMER_BATCH)
         outputs = []
         for start in range(0, len(texts), batch_size):
             ids, mask = self.wordpiece.encode(texts[start : start + batch_size], self.max_tokens)
@@ -99,12 +108,37 @@ class Matcher:
         )
 
     def embed_image_features(self, features: np.ndarray) -> np.ndarray:
-        """Embeddings from frozen EfficientNet features (the image head alone)."""
-        return _predict(self.image_encoder.get_layer("image_head"), features, 4096)
+        """Embeddings from frozen EfficientNet features (the image tower alone)."""
+        return _predict(self.image_encoder.get_layer("image_tower"), features, 4096)
 
-    def embed_text_features(self, features: np.ndarray) -> np.ndarray:
-        """Embeddings from frozen MiniLM features (the text head alone)."""
-        return _predict(self.text_encoder.get_layer("text_head"), features, 4096)
+    def embed_text_features(
+        self, features: np.ndarray, colour_mentions: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Embeddings from frozen MiniLM features (the text tower alone), with the colours
+        the titles name when the tower reads them (Dataset.colour_mentions)."""
+        tower = self.text_encoder.get_layer("text_tower")
+        if not isinstance(tower.input, dict):
+            return _predict(tower, features, 4096)
+        if colour_mentions is None:
+            raise ValueError(
+                "this model reads the colours titles name; pass colour_mentions "
+                "(a dataset from `dvc repro preprocess` has them)"
+            )
+        return np.concatenate(
+            [
+                np.asarray(
+                    tower(
+                        {
+                            "text_features": features[start : start + 4096],
+                            "colour_mentions": colour_mentions[start : start + 4096],
+                        },
+                        training=False,
+                    )
+                )
+                for start in range(0, len(features), 4096)
+            ]
+            or [np.zeros((0, tower.output_shape[-1]), dtype="float32")]
+        )
 
     def score_embeddings(
         self, image_embeddings: np.ndarray, text_embeddings: np.ndarray, batch_size: int = 8192

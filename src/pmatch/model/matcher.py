@@ -15,33 +15,62 @@ MAX_LOGIT_SCALE = math.log(100.0)
 @keras.saving.register_keras_serializable(package="pmatch")
 class PairFeatures(layers.Layer):
     """What the match head compares: the element-wise product and absolute difference of
-    two embeddings, and their cosine (dot product of unit vectors)."""
+    two embeddings, and their cosine (dot product of unit vectors).
+
+    projection_dim: when set, each input is an embedding of this width followed by colour
+    columns: the photo's colour probabilities and the text's colour mentions (both over
+    pmatch.model.colour.COLOUR_CLASSES). Their agreement is added: the highest probability the
+    photo gives a colour the title names, whether the title names one, and its log.
+    """
+
+    def __init__(self, projection_dim: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.projection_dim = projection_dim
 
     def call(self, inputs):
         image_embedding, text_embedding = inputs
+        extra = []
+        if self.projection_dim is not None:
+            width = self.projection_dim
+            colour_probabilities, mentions = image_embedding[:, width:], text_embedding[:, width:]
+            image_embedding, text_embedding = image_embedding[:, :width], text_embedding[:, :width]
+            names_colour = ops.max(mentions, axis=-1, keepdims=True)
+            # The likeliest of the colours the title names ("navy blue" names two).
+            agreement = ops.max(colour_probabilities * mentions, axis=-1, keepdims=True)
+            extra = [agreement, names_colour, ops.sqrt(agreement) * names_colour]
         product = image_embedding * text_embedding
         return ops.concatenate(
             [
                 product,
                 ops.abs(image_embedding - text_embedding),
                 ops.sum(product, axis=-1, keepdims=True),
+                *extra,
             ],
             axis=-1,
         )
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], 2 * input_shape[0][-1] + 1)
+        if self.projection_dim is None:
+            return (input_shape[0][0], 2 * input_shape[0][-1] + 1)
+        return (input_shape[0][0], 2 * self.projection_dim + 4)
+
+    def get_config(self):
+        return {**super().get_config(), "projection_dim": self.projection_dim}
 
 
-def build_scorer(projection_dim: int) -> keras.Model:
+def build_scorer(projection_dim: int, colour_classes: int = 0) -> keras.Model:
     """The match head: a small MLP over PairFeatures of two embeddings, score in [0, 1].
 
     It reads only embeddings, so a batch can be scored from cached tower outputs. It is
     trained with binary cross-entropy on labelled pairs, hard negatives included.
+    colour_classes: width of the colour columns after each embedding (0: none).
     """
-    image_embedding = keras.Input(shape=(projection_dim,), name="image_embedding")
-    text_embedding = keras.Input(shape=(projection_dim,), name="text_embedding")
-    features = PairFeatures(name="pair_features")([image_embedding, text_embedding])
+    width = projection_dim + colour_classes
+    image_embedding = keras.Input(shape=(width,), name="image_embedding")
+    text_embedding = keras.Input(shape=(width,), name="text_embedding")
+    features = PairFeatures(projection_dim if colour_classes else None, name="pair_features")(
+        [image_embedding, text_embedding]
+    )
     hidden = layers.Dense(64, activation="relu", name="hidden")(features)
     hidden = layers.Dropout(0.2, name="dropout")(hidden)
     score = layers.Dense(1, activation="sigmoid", name="match_probability")(hidden)
@@ -138,3 +167,27 @@ def build_contrastive_trainer(image_tower: keras.Model, text_tower: keras.Model)
     text = _fresh_inputs(text_tower)
     logits = BatchSimilarity(name="batch_similarity")([image_tower(image), text_tower(text)])
     return keras.Model({image.name: image, text.name: text}, logits, name="contrastive_trainer")
+
+
+def build_image_tower(head: keras.Model, colour_head=None, colour_features=None) -> keras.Model:
+    """What the scorer reads of a photo: the head's embedding, then (with a colour head) the
+    colour probabilities of colour_features(photo input), a layer picking colour features."""
+    inputs = _fresh_inputs(head)
+    embedding = head(inputs)
+    if colour_head is not None:
+        colours = colour_head(colour_features(inputs))
+        embedding = layers.Concatenate(name="with_colour")([embedding, colours])
+    return keras.Model(inputs, embedding, name="image_tower")
+
+
+def build_text_tower(head: keras.Model, colour_classes: int = 0) -> keras.Model:
+    """What the scorer reads of a text: the head's embedding, then (colour_classes > 0) the
+    colours its title names, an input computed by ColourMentions."""
+    inputs = _fresh_inputs(head)
+    if not colour_classes:
+        return keras.Model(inputs, head(inputs), name="text_tower")
+    mentions = keras.Input(shape=(colour_classes,), name="colour_mentions")
+    embedding = layers.Concatenate(name="with_colour")([head(inputs), mentions])
+    return keras.Model(
+        {inputs.name: inputs, "colour_mentions": mentions}, embedding, name="text_tower"
+    )

@@ -67,26 +67,114 @@ def build_towers(dataset: Dataset, params: TrainParams):
     return image_tower, text_tower
 
 
-def inference_encoders(image_tower, text_tower, preprocessing: dict):
-    """Encoders that read photos and text: the towers, behind the frozen pretrained
-    networks when the towers were trained on their features."""
+def inference_encoders(image_side, text_side, preprocessing: dict, colour_mentions=None):
+    """Encoders that read photos and text ids: the towers the scorer was trained with,
+    behind the frozen pretrained networks when they were trained on their features.
+
+    colour_mentions: the ColourMentions layer that fed the text tower in training (None
+    when the towers carry no colour), applied here to the text's ids.
+    """
     import keras
 
     from pmatch.features.pretrained import image_feature_encoder, text_feature_encoder
 
-    image_encoder, text_encoder = image_tower, text_tower
     if preprocessing["image_features"] == "efficientnet_lite0":
         backbone = image_feature_encoder(preprocessing["image_size"])
         image = keras.Input(shape=backbone.input_shape[1:], dtype="uint8", name="image")
-        image_encoder = keras.Model(image, image_tower(backbone(image)), name="image_encoder")
+        image_encoder = keras.Model(image, image_side(backbone(image)), name="image_encoder")
+    else:
+        image = keras.Input(shape=image_side.input_shape[1:], dtype="uint8", name="image")
+        image_encoder = keras.Model(image, image_side(image), name="image_encoder")
+
     if preprocessing["text_features"] == "minilm":
         backbone, _ = text_feature_encoder(preprocessing["max_tokens"])
         text = {
             name: keras.Input(shape=(preprocessing["max_tokens"],), dtype="int32", name=name)
             for name in ("input_ids", "attention_mask")
         }
-        text_encoder = keras.Model(text, text_tower(backbone(text)), name="text_encoder")
-    return image_encoder, text_encoder
+        ids, features, feature_name = text["input_ids"], backbone(text), "text_features"
+    else:
+        text = keras.Input(shape=(preprocessing["max_tokens"],), dtype="int32", name="tokens")
+        ids, features, feature_name = text, text, "tokens"
+    if colour_mentions is None:
+        embedding = text_side(features)
+    else:
+        embedding = text_side({feature_name: features, "colour_mentions": colour_mentions(ids)})
+    return image_encoder, keras.Model(text, embedding, name="text_encoder")
+
+
+def colour_features(dataset: Dataset):
+    """A layer picking a photo's colour features from what the image tower reads: the
+    histogram of its pixels, or the histogram columns of its frozen features."""
+    from pmatch.model.colour import COLOUR_FEATURE_DIM, ColourHistogram, ColumnSlice
+
+    if dataset.images is not None:
+        return ColourHistogram(name="colour_histogram")
+    width = int(dataset.image_features.shape[1])
+    return ColumnSlice(width - COLOUR_FEATURE_DIM, width, name="colour_columns")
+
+
+def train_colour_head(dataset: Dataset, params: TrainParams, out_dir: Path, verbose: int):
+    """Fits the colour head: photo colour features -> the colours the photo's own title
+    names, on the train rows that name one, early-stopped on the validation rows.
+
+    Returns the head and a summary (rows used, validation accuracy).
+    """
+    import keras
+
+    from pmatch.model.colour import build_colour_head
+
+    picker = colour_features(dataset)
+    image_index = dataset.items["image_index"].to_numpy()
+    named = dataset.colour_mentions.sum(axis=1) > 0
+    splits = dataset.items["split"].to_numpy()
+    examples = {}
+    for split in ("train", "val"):
+        rows = np.flatnonzero((splits == split) & named)
+        inputs = dataset.image_inputs(image_index[rows])
+        features = (
+            np.concatenate(
+                [
+                    np.asarray(picker(inputs[start : start + 256]))
+                    for start in range(0, len(rows), 256)
+                ]
+            )
+            if len(rows)
+            else np.zeros((0, 1), dtype="float32")
+        )
+        targets = dataset.colour_mentions[rows]
+        examples[split] = (features, targets / targets.sum(axis=1, keepdims=True))
+    if len(examples["train"][0]) < 2 or len(examples["val"][0]) < 1:
+        return None, {"colour_head": "off: too few titles name a colour"}
+    head = build_colour_head(examples["train"][0])
+    head.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    history = head.fit(
+        *examples["train"],
+        validation_data=examples["val"],
+        epochs=200,
+        batch_size=32,
+        shuffle=True,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=20, restore_best_weights=True
+            ),
+            keras.callbacks.CSVLogger(out_dir / "history-colour_head.csv"),
+        ],
+    )
+    best = int(np.argmin(history.history["val_loss"]))
+    summary = {
+        "colour_head_rows": {split: len(examples[split][0]) for split in examples},
+        "colour_head_epochs": len(history.history["val_loss"]),
+        "colour_head_val_accuracy": round(float(history.history["val_accuracy"][best]), 4),
+    }
+    if verbose:
+        print(f"colour head: {summary}", flush=True)
+    return head, summary
 
 
 def train_model(
@@ -109,7 +197,9 @@ def train_model(
     from pmatch.model.matcher import (
         assemble_matching_model,
         build_contrastive_trainer,
+        build_image_tower,
         build_scorer,
+        build_text_tower,
         symmetric_info_nce,
     )
 
@@ -164,11 +254,25 @@ def train_model(
     if checkpoint.exists():
         trainer.load_weights(checkpoint)
         checkpoint.unlink()
-    scorer = build_scorer(params.projection_dim)
-    match_head = train_match_head(
-        image_tower, text_tower, scorer, dataset, params, out_dir, verbose
+    colour_head, colour_summary, mentions = None, {"colour_head": "off"}, None
+    if params.colour_head and dataset.colour_mentions is not None:
+        colour_head, colour_summary = train_colour_head(dataset, params, out_dir, verbose)
+    colour_classes = 0
+    if colour_head is not None:
+        from pmatch.features.dataset import colour_mentions_layer
+        from pmatch.model.colour import COLOUR_CLASSES
+
+        colour_classes = len(COLOUR_CLASSES)
+        mentions = colour_mentions_layer(preprocessing["text_features"], dataset.vocabulary)
+    image_side = build_image_tower(
+        image_tower, colour_head, colour_features(dataset) if colour_head else None
     )
-    image_encoder, text_encoder = inference_encoders(image_tower, text_tower, preprocessing)
+    text_side = build_text_tower(text_tower, colour_classes)
+    scorer = build_scorer(params.projection_dim, colour_classes)
+    match_head = train_match_head(
+        image_tower, text_tower, image_side, text_side, scorer, dataset, params, out_dir, verbose
+    )
+    image_encoder, text_encoder = inference_encoders(image_side, text_side, preprocessing, mentions)
     model = assemble_matching_model(image_encoder, text_encoder, scorer)
 
     summary = {
@@ -179,6 +283,7 @@ def train_model(
             image_tower.count_params() + text_tower.count_params() + scorer.count_params()
         ),
         "best_val_contrastive_loss": round(float(np.min(history.history["val_loss"])), 5),
+        **colour_summary,
         **match_head,
     }
     return save_model_folder(model, dataset, preprocessing, history.history, summary, out_dir)
@@ -219,6 +324,8 @@ def save_model_folder(
 def train_match_head(
     image_tower,
     text_tower,
+    image_side,
+    text_side,
     scorer,
     dataset: Dataset,
     params: TrainParams,
@@ -228,26 +335,23 @@ def train_match_head(
     """Trains the match head with binary cross-entropy on the train pairs (matches, random
     and hard negatives), early-stopped on the validation pairs.
 
-    Heads over frozen features keep learning here (cheap); a CNN or word tower trained from
-    scratch stays frozen, so this stage costs seconds either way.
+    image_side / text_side: the towers with their colour columns (build_image_tower,
+    build_text_tower). Heads over frozen features keep learning here (cheap); a CNN or word
+    tower trained from scratch and the colour head stay frozen, so this costs seconds.
     """
     import keras
 
+    from pmatch.model.matcher import _fresh_inputs
+
     fine_tune = dataset.images is None or dataset.tokens is None
+    for layer in image_side.layers + text_side.layers:
+        layer.trainable = False
     image_tower.trainable = dataset.images is None
     text_tower.trainable = dataset.tokens is None
-    image = keras.Input(
-        shape=image_tower.input_shape[1:],
-        dtype=image_tower.input.dtype,
-        name=dataset.image_input_name,
-    )
-    text = keras.Input(
-        shape=text_tower.input_shape[1:], dtype=text_tower.input.dtype, name=dataset.text_input_name
-    )
+    image, text = _fresh_inputs(image_side), _fresh_inputs(text_side)
+    inputs = {image.name: image, **(text if isinstance(text, dict) else {text.name: text})}
     pair_model = keras.Model(
-        {image.name: image, text.name: text},
-        scorer([image_tower(image), text_tower(text)]),
-        name="match_head_trainer",
+        inputs, scorer([image_side(image), text_side(text)]), name="match_head_trainer"
     )
     history = fit_on_pairs(
         pair_model,
@@ -258,8 +362,10 @@ def train_match_head(
         epochs=params.num_epochs * 2,
         batch_size=32,
         patience=params.early_stopping_patience * 2,
+        colour="colour_mentions" in inputs,
     )
-    image_tower.trainable = text_tower.trainable = True
+    for layer in image_side.layers + text_side.layers:
+        layer.trainable = True
     best = int(np.argmin(history.history["val_loss"]))
     return {
         "match_head_epochs": len(history.history["val_loss"]),
@@ -279,6 +385,7 @@ def fit_on_pairs(
     epochs: int,
     batch_size: int,
     patience: int,
+    colour: bool = False,
 ):
     """Fits model (pair inputs -> match probability) with binary cross-entropy on the train
     pairs, early-stopped on the validation pairs' loss; the best epoch's weights are kept.
@@ -295,9 +402,12 @@ def fit_on_pairs(
     train_pairs, val_pairs = dataset.split_pairs("train"), dataset.split_pairs("val")
     checkpoint = out_dir / f"best-{model.name}.weights.h5"
     history = model.fit(
-        dataset.pair_inputs(train_pairs),
+        dataset.pair_inputs(train_pairs, colour),
         train_pairs["label"].to_numpy("float32"),
-        validation_data=(dataset.pair_inputs(val_pairs), val_pairs["label"].to_numpy("float32")),
+        validation_data=(
+            dataset.pair_inputs(val_pairs, colour),
+            val_pairs["label"].to_numpy("float32"),
+        ),
         epochs=epochs,
         batch_size=batch_size,
         shuffle=True,
