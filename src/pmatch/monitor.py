@@ -100,7 +100,8 @@ def score_pairs_file(
 
     image_path is relative to the CSV's folder unless absolute. out_csv has the input's
     columns plus score and match (score >= the model's threshold). Rows are read in chunks
-    of chunk_rows; each distinct photo and text is encoded once. Raises PairsFileError
+    of chunk_rows; each distinct photo and text is encoded once, photos a batch at a time,
+    so memory follows chunk_rows and the batch, not the file. Raises PairsFileError
     naming the line of a missing or unreadable photo; nothing is written then.
     """
     pairs_csv, out_csv = Path(pairs_csv), Path(out_csv)

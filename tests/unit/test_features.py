@@ -18,10 +18,22 @@ from pmatch.features.dataset import build_dataset, load_dataset
 from pmatch.features.images import load_image, load_images
 from pmatch.features.text import PAD, UNKNOWN, Vocabulary, tokenize
 
-DATASET_FILES = ("items.csv", "pairs.csv", "images.npy", "tokens.npy", "vocab.json", "summary.json")
+DATASET_FILES = (
+    "items.csv",
+    "pairs.csv",
+    "images.npy",
+    "tokens.npy",
+    "colour_mentions.npy",
+    "vocab.json",
+    "summary.json",
+)
 # A word no catalogue row contains; the dataset fixture puts it into one test-split title.
 TEST_ONLY_WORD = "zanzibarite"
-PARAMS = PreprocessParams(image_size=16, max_tokens=24)
+# The from-scratch inputs (pixels and word ids): tiny and fast; the pretrained ones have
+# their own tests (test_pretrained_pipeline, test_efficientnet_lite, test_minilm).
+PARAMS = PreprocessParams(
+    image_size=16, max_tokens=24, image_features="pixels", text_features="tokens"
+)
 
 
 def save_png(path: Path, size: tuple[int, int], colour, mode: str = "RGB") -> Path:
@@ -167,6 +179,8 @@ def test_build_dataset_writes_every_file(built):
     assert images.shape == (frame["image_path"].nunique(), 16, 16, 3)
     assert images.dtype == np.uint8
     assert tokens.shape == (len(frame), PARAMS.max_tokens)
+    # The photo rate is printed, not saved: the folder must not depend on the machine.
+    assert summary.pop("photos_per_second") > 0
     assert json.loads((out_dir / "summary.json").read_text()) == summary
 
 
