@@ -91,3 +91,27 @@ def test_wordpiece_mentions_read_the_title_only_and_multi_piece_terms():
     named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
     # 'teal' is two WordPiece tokens; the description's colours are not the title's.
     assert named == [{"teal"}, {"purple"}]
+
+
+def test_pair_features_read_the_probability_of_the_named_colour():
+    from pmatch.model.matcher import PairFeatures
+
+    width, classes = 4, len(COLOUR_CLASSES)
+    embedding = np.eye(1, width, dtype="float32")
+    probabilities = np.zeros((1, classes), dtype="float32")
+    probabilities[0, COLOUR_CLASSES.index("red")] = 0.9
+    probabilities[0, COLOUR_CLASSES.index("orange")] = 0.1
+    photo = np.concatenate([embedding, probabilities], axis=1)
+
+    def features(*colours):
+        mentions = np.zeros((1, classes), dtype="float32")
+        for colour in colours:
+            mentions[0, COLOUR_CLASSES.index(colour)] = 1.0
+        text = np.concatenate([embedding, mentions], axis=1)
+        return np.asarray(PairFeatures(width)([photo, text]))[0]
+
+    # The last four features: cosine, agreement, names a colour, sqrt(agreement).
+    assert features("red")[-4:] == pytest.approx([1.0, 0.9, 1.0, 0.9**0.5], abs=1e-6)
+    assert features("blue")[-3:] == pytest.approx([0.0, 1.0, 0.0], abs=1e-6)
+    assert features("blue", "red")[-3] == pytest.approx(0.9)  # the likeliest named colour
+    assert features()[-3:] == pytest.approx([0.0, 0.0, 0.0], abs=1e-6)  # no colour named
