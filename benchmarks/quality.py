@@ -16,8 +16,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import machine_description, peak_rss_mb, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = {
@@ -170,15 +169,6 @@ def run_one(row: str, dataset_dir: Path, seed: int, num_epochs: int) -> dict:
     }
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM, unlike ru_maxrss, starts afresh at exec,
-    so a child does not report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def summarise(results: dict) -> list[dict]:
     table = []
     for row, runs in results.items():
@@ -288,7 +278,7 @@ def main() -> None:
                 )
     table = summarise(results)
     name = args.catalog.resolve().name
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = machine_description()
     header = (
         f"Quality on `{name}` ({args.splits} seeded split(s), {time.strftime('%Y-%m-%d')}, "
         f"{machine})"
@@ -303,21 +293,17 @@ def main() -> None:
             f"{seconds / len(extraction):.1f} s per split."
         )
     print(text)
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"quality-{name}.md").write_text(text + "\n")
-    (out / f"quality-{name}.json").write_text(
-        json.dumps(
-            {
-                "catalog": str(args.catalog),
-                "splits": args.splits,
-                "machine": machine,
-                "table": table,
-                "runs": results,
-                "feature_extraction": extraction,
-            },
-            indent=2,
-        )
+    write_results(
+        f"quality-{name}",
+        text,
+        {
+            "catalog": str(args.catalog),
+            "splits": args.splits,
+            "machine": machine,
+            "table": table,
+            "runs": results,
+            "feature_extraction": extraction,
+        },
     )
 
 

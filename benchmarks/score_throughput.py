@@ -30,7 +30,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import machine_description, peak_rss_mb, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {
@@ -68,14 +68,6 @@ SECONDS = (
     "load_seconds",
 )
 ROWS_PER_PRODUCT = 1.3  # below the ~1.5 rows per product of the sample generator, for margin
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM starts afresh at exec, unlike ru_maxrss)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no VmHWM in /proc/self/status; this benchmark needs Linux")
 
 
 def total_memory_gb() -> float:
@@ -504,7 +496,7 @@ def main() -> None:
             label = KIND_NAMES[kind]
             kind_rows, details[label] = measure_model(label, model_dir, files, args, work, code)
             rows += kind_rows
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = machine_description()
     header = (
         f"Score throughput: {args.pairs:,} pairs over {args.images:,} photos "
         f"({time.strftime('%Y-%m-%d')}, {machine})"
@@ -549,26 +541,22 @@ def main() -> None:
     )
     text = markdown(rows, header, notes)
     print(text)
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "score-throughput.md").write_text(text + "\n")
-    (out / "score-throughput.json").write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "date": time.strftime("%Y-%m-%d"),
-                "settings": {
-                    key: str(value) if isinstance(value, Path) else value
-                    for key, value in vars(args).items()
-                    if key != "child"
-                },
-                "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
-                "wall_seconds": round(seconds, 1),
-                "table": rows,
-                "details": details,
+    write_results(
+        "score-throughput",
+        text,
+        {
+            "machine": machine,
+            "date": time.strftime("%Y-%m-%d"),
+            "settings": {
+                key: str(value) if isinstance(value, Path) else value
+                for key, value in vars(args).items()
+                if key != "child"
             },
-            indent=2,
-        )
+            "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
+            "wall_seconds": round(seconds, 1),
+            "table": rows,
+            "details": details,
+        },
     )
 
 

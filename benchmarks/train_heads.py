@@ -20,12 +20,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine_description, peak_rss_mb, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 # What build_dataset runs: a cached dataset built by other versions of these is rebuilt.
@@ -37,14 +38,6 @@ DATASET_SOURCES = (
 )
 EXTRACTION_FILE = "benchmark-extraction.json"
 TARGET_SECONDS = 120
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM starts afresh at exec, unlike ru_maxrss)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no VmHWM in /proc/self/status; this benchmark needs Linux")
 
 
 def say(message: str) -> None:
@@ -234,7 +227,7 @@ def main() -> None:
         "runs": [run["train_seconds"] for run in runs],
         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
     }
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = machine_description()
     header = f"Training the heads on frozen features ({time.strftime('%Y-%m-%d')}, {machine})"
     text = markdown(header, row, timing, runs)
     wall = time.perf_counter() - started
@@ -243,28 +236,24 @@ def main() -> None:
         f"benchmark wall time {wall / 60:.1f} min."
     )
     print(text)
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train-heads.md").write_text(text + "\n")
-    (out / "train-heads.json").write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "date": time.strftime("%Y-%m-%d"),
-                "settings": {
-                    "products": args.products,
-                    "seed": args.seed,
-                    "image_size": args.image_size,
-                    "runs": args.runs,
-                },
-                "load_average": {"before": load_before, "after": os.getloadavg()[0]},
-                "wall_seconds": round(wall, 1),
-                "result": row,
-                "feature_extraction": timing,
-                "runs": runs,
+    write_results(
+        "train-heads",
+        text,
+        {
+            "machine": machine,
+            "date": time.strftime("%Y-%m-%d"),
+            "settings": {
+                "products": args.products,
+                "seed": args.seed,
+                "image_size": args.image_size,
+                "runs": args.runs,
             },
-            indent=2,
-        )
+            "load_average": {"before": load_before, "after": os.getloadavg()[0]},
+            "wall_seconds": round(wall, 1),
+            "result": row,
+            "feature_extraction": timing,
+            "runs": runs,
+        },
     )
 
 
