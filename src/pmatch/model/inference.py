@@ -124,20 +124,8 @@ class Matcher:
                 "this model reads the colours titles name; pass colour_mentions "
                 "(a dataset from `dvc repro preprocess` has them)"
             )
-        return np.concatenate(
-            [
-                np.asarray(
-                    tower(
-                        {
-                            "text_features": features[start : start + 4096],
-                            "colour_mentions": colour_mentions[start : start + 4096],
-                        },
-                        training=False,
-                    )
-                )
-                for start in range(0, len(features), 4096)
-            ]
-            or [np.zeros((0, tower.output_shape[-1]), dtype="float32")]
+        return _predict(
+            tower, {"text_features": features, "colour_mentions": colour_mentions}, 4096
         )
 
     def score_embeddings(
@@ -157,11 +145,19 @@ class Matcher:
         return np.concatenate(scores) if scores else np.zeros(0, dtype="float32")
 
 
-def _predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+def _predict(model, inputs, batch_size: int) -> np.ndarray:
+    """model's outputs for inputs (an array, or a dict of row-aligned arrays), a batch at a
+    time."""
     # Calling the model directly runs eagerly: no retracing for every new batch shape.
+    rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+
+    def batch(start: int):
+        if isinstance(inputs, dict):
+            return {name: array[start : start + batch_size] for name, array in inputs.items()}
+        return inputs[start : start + batch_size]
+
     outputs = [
-        np.asarray(model(inputs[start : start + batch_size], training=False))
-        for start in range(0, len(inputs), batch_size)
+        np.asarray(model(batch(start), training=False)) for start in range(0, rows, batch_size)
     ]
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), dtype="float32")
