@@ -102,14 +102,14 @@ def assemble_matching_model(
 ) -> keras.Model:
     """Photo and text inputs in, match score out; encoders and scorer are named sub-models."""
     image = keras.Input(shape=image_encoder.input_shape[1:], dtype="uint8", name="image")
-    text_inputs = _fresh_inputs(text_encoder)
+    text_inputs = fresh_inputs(text_encoder)
     score = scorer([image_encoder(image), text_encoder(text_inputs)])
     inputs = {"image": image}
     inputs.update(text_inputs if isinstance(text_inputs, dict) else {"tokens": text_inputs})
     return keras.Model(inputs, score, name="matching_model")
 
 
-def _fresh_inputs(model: keras.Model):
+def fresh_inputs(model: keras.Model):
     """New Input tensors shaped like model's inputs (a dict when it takes several)."""
     if isinstance(model.input, dict):
         return {
@@ -163,8 +163,8 @@ def symmetric_info_nce(unused_labels, logits):
 def build_contrastive_trainer(image_tower: keras.Model, text_tower: keras.Model) -> keras.Model:
     """Wraps two towers for contrastive training on matched rows; it shares their weights
     and is never saved (only the matching model is)."""
-    image = _fresh_inputs(image_tower)
-    text = _fresh_inputs(text_tower)
+    image = fresh_inputs(image_tower)
+    text = fresh_inputs(text_tower)
     logits = BatchSimilarity(name="batch_similarity")([image_tower(image), text_tower(text)])
     return keras.Model({image.name: image, text.name: text}, logits, name="contrastive_trainer")
 
@@ -172,7 +172,7 @@ def build_contrastive_trainer(image_tower: keras.Model, text_tower: keras.Model)
 def build_image_tower(head: keras.Model, colour_head=None, colour_features=None) -> keras.Model:
     """What the scorer reads of a photo: the head's embedding, then (with a colour head) the
     colour probabilities of colour_features(photo input), a layer picking colour features."""
-    inputs = _fresh_inputs(head)
+    inputs = fresh_inputs(head)
     embedding = head(inputs)
     if colour_head is not None:
         colours = colour_head(colour_features(inputs))
@@ -183,7 +183,7 @@ def build_image_tower(head: keras.Model, colour_head=None, colour_features=None)
 def build_text_tower(head: keras.Model, colour_classes: int = 0) -> keras.Model:
     """What the scorer reads of a text: the head's embedding, then (colour_classes > 0) the
     colours its title names, an input computed by ColourMentions."""
-    inputs = _fresh_inputs(head)
+    inputs = fresh_inputs(head)
     if not colour_classes:
         return keras.Model(inputs, head(inputs), name="text_tower")
     mentions = keras.Input(shape=(colour_classes,), name="colour_mentions")

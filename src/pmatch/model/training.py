@@ -341,14 +341,14 @@ def train_match_head(
     """
     import keras
 
-    from pmatch.model.matcher import _fresh_inputs
+    from pmatch.model.matcher import fresh_inputs
 
     fine_tune = dataset.images is None or dataset.tokens is None
     for layer in image_side.layers + text_side.layers:
         layer.trainable = False
     image_tower.trainable = dataset.images is None
     text_tower.trainable = dataset.tokens is None
-    image, text = _fresh_inputs(image_side), _fresh_inputs(text_side)
+    image, text = fresh_inputs(image_side), fresh_inputs(text_side)
     inputs = {image.name: image, **(text if isinstance(text, dict) else {text.name: text})}
     pair_model = keras.Model(
         inputs, scorer([image_side(image), text_side(text)]), name="match_head_trainer"
