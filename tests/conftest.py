@@ -25,6 +25,10 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# The frozen-feature cache of the tests is theirs, not the user's.
+os.environ["PMATCH_FEATURE_CACHE"] = str(
+    _AIRFLOW_HOME.parent / f"{_AIRFLOW_HOME.name}-features.sqlite"
+)
 # Tests pick their own S3; an endpoint from the user's shell must not leak in.
 os.environ.pop("PMATCH_S3_ENDPOINT_URL", None)
 

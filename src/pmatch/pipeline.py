@@ -112,6 +112,7 @@ def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = Non
 def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None = None) -> dict:
     """Scores a batch with the production model and writes the Evidently drift report,
     locally and to S3. Returns the verdict (drift or not, score, report locations)."""
+    from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
     from pmatch.monitor import monitor_batch, safe_name
 
@@ -121,7 +122,7 @@ def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None =
     with s3_settings(project_settings(space)) as settings:
         registry = open_registry(settings)
         model_dir = registry.download_production(space.model_cache)
-        matcher = Matcher.load(model_dir)
+        matcher = Matcher.load(model_dir, feature_store=open_default_store())
         verdict = monitor_batch(
             matcher,
             model_dir / "reference_scores.csv",

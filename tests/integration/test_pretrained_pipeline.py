@@ -73,3 +73,26 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     )
     from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
     np.testing.assert_allclose(from_raw, from_features, atol=1e-4)
+
+    # The feature cache: preprocess fills it, and scoring the same photos and texts then
+    # encodes nothing and gives the same scores.
+    from pmatch.features.store import FeatureStore
+
+    class CountingStore(FeatureStore):
+        saved = 0
+
+        def save(self, encoder, digests, vectors):
+            CountingStore.saved += len(digests)
+            super().save(encoder, digests, vectors)
+
+    store = CountingStore(tmp_path / "features.sqlite")
+    build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data-2", feature_store=store)
+    filled = CountingStore.saved
+    assert filled == len(frame["image_path"].unique()) + len(set(item_text(frame)))
+    np.testing.assert_allclose(
+        load_dataset(tmp_path / "data-2").image_features, dataset.image_features, atol=1e-5
+    )
+    cached = Matcher.load(tmp_path / "model", threshold=metrics["threshold"], feature_store=store)
+    from_cache = cached.score_embeddings(cached.embed_images(photos), cached.embed_texts(texts))
+    assert CountingStore.saved == filled  # nothing new was encoded
+    np.testing.assert_allclose(from_cache, from_raw, atol=1e-5)

