@@ -64,6 +64,12 @@ class PreprocessParams:
     hard_negatives: int = 1
     image_features: str = "efficientnet_lite0"
     text_features: str = "minilm"
+    unfrozen_blocks: int = 0
+
+
+# MBConv blocks in EfficientNet-Lite0 (pmatch.model.pretrained.efficientnet_lite.BLOCKS; kept
+# here so that validating params does not import Keras).
+EFFICIENTNET_LITE0_BLOCKS = 16
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,17 @@ def _check_ranges(params: Params) -> None:
     if pre.image_features not in ("pixels", "efficientnet_lite0"):
         problems.append(
             f"preprocess.image_features must be pixels or efficientnet_lite0, got {pre.image_features!r}"
+        )
+    if not 0 <= pre.unfrozen_blocks <= EFFICIENTNET_LITE0_BLOCKS:
+        problems.append(
+            f"preprocess.unfrozen_blocks must be in [0, {EFFICIENTNET_LITE0_BLOCKS}] "
+            "(EfficientNet-Lite0's MBConv "
+            f"blocks), got {pre.unfrozen_blocks}"
+        )
+    elif pre.unfrozen_blocks and pre.image_features != "efficientnet_lite0":
+        problems.append(
+            "preprocess.unfrozen_blocks fine-tunes EfficientNet-Lite0's top blocks: it needs "
+            f"preprocess.image_features efficientnet_lite0, got {pre.image_features!r}"
         )
     if pre.text_features not in ("tokens", "minilm"):
         problems.append(

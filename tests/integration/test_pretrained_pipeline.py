@@ -96,3 +96,65 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     from_cache = cached.score_embeddings(cached.embed_images(photos), cached.embed_texts(texts))
     assert CountingStore.saved == filled  # nothing new was encoded
     np.testing.assert_allclose(from_cache, from_raw, atol=1e-5)
+
+
+def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_inputs(
+    tmp_path, monkeypatch
+):
+    from pmatch.catalog.format import item_text, read_catalog
+    from pmatch.catalog.sample import write_sample
+    from pmatch.config import load_params
+    from pmatch.evaluate import score_pairs
+    from pmatch.features.dataset import build_dataset, load_dataset
+    from pmatch.features.images import load_image
+    from pmatch.model.colour import COLOUR_FEATURE_DIM
+    from pmatch.model.inference import Matcher
+    from pmatch.model.pretrained.efficientnet_lite import load_efficientnet_lite0
+    from pmatch.model.training import train_model
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("PMATCH_CACHE_DIR", str(tmp_path / "cache"))
+    params = load_params(ROOT / "params.yaml")
+    write_sample(tmp_path / "catalog", products=40, seed=4, batch_pairs=12)
+    preprocess = dataclasses.replace(
+        params.preprocess, image_size=96, max_tokens=32, unfrozen_blocks=2
+    )
+    build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
+    dataset = load_dataset(tmp_path / "data")
+    # The activations entering block 14 at 96 px (3 x 3 x 192), then the colour histogram.
+    assert dataset.image_features.shape[1] == 3 * 3 * 192 + COLOUR_FEATURE_DIM
+
+    summary = train_model(
+        dataset, dataclasses.replace(params.train, num_epochs=3), tmp_path / "model", verbose=0
+    )
+    assert summary["unfrozen_blocks"] == 2 and summary["fine_tune_epochs"] >= 1
+
+    matcher = Matcher.load(tmp_path / "model", threshold=0.5)
+    head = matcher.image_encoder.get_layer("image_tower").get_layer("image_head")
+    tuned = head.get_layer("unfrozen_image_features").get_layer("efficientnet_lite0_top")
+    original = load_efficientnet_lite0(96)
+    # The convolutions learned; BatchNorm kept ImageNet's statistics (inference mode).
+    assert not np.allclose(
+        tuned.get_layer("head_conv").get_weights()[0],
+        original.get_layer("head_conv").get_weights()[0],
+    )
+    for tuned_stats, original_stats in zip(
+        tuned.get_layer("head_bn").get_weights()[2:],
+        original.get_layer("head_bn").get_weights()[2:],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(tuned_stats, original_stats)
+    # A block below the cut is not in the tuned part at all.
+    assert "block13_project_conv" not in {layer.name for layer in tuned.layers}
+
+    pairs = dataset.split_pairs("test").head(8)
+    frame = read_catalog(tmp_path / "catalog")
+    texts = item_text(frame).to_numpy()[pairs["text_row"].to_numpy()]
+    photos = np.stack(
+        [
+            load_image(tmp_path / "catalog" / frame["image_path"].iloc[row], 96)
+            for row in pairs["image_row"]
+        ]
+    )
+    from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
+    np.testing.assert_allclose(from_raw, score_pairs(matcher, dataset, pairs), atol=1e-4)

@@ -114,6 +114,11 @@ def test_a_boolean_is_rejected_for_a_number(raw, key):
         ({"preprocess": {"hard_negatives": -1}}, "preprocess.hard_negatives"),
         ({"gate": {"min_f1": 1.5}}, "gate.min_f1 must be in [0, 1], got 1.5"),
         ({"monitor": {"drift_threshold": 0}}, "monitor.drift_threshold must be positive"),
+        ({"preprocess": {"unfrozen_blocks": 17}}, "preprocess.unfrozen_blocks must be in [0, 16]"),
+        (
+            {"preprocess": {"unfrozen_blocks": 2, "image_features": "pixels", "image_size": 64}},
+            "preprocess.unfrozen_blocks fine-tunes EfficientNet-Lite0's top blocks",
+        ),
     ],
 )
 def test_out_of_range_values_are_named(raw, named):

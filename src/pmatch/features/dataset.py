@@ -26,7 +26,9 @@ class Dataset:
     items: one row per catalogue row (split, image_index, text, category, colour...).
     images: (unique photos, size, size, 3) uint8 when photos feed a CNN trained from
         scratch (preprocess.image_features: pixels), else None.
-    image_features: (unique photos, 1280) frozen EfficientNet-Lite0 features, else None.
+    image_features: (unique photos, 1280 + colour columns) frozen EfficientNet-Lite0
+        features and colour histogram (with preprocess.unfrozen_blocks > 0: the flattened
+        activations entering the blocks training fine-tunes, then the histogram), else None.
     tokens: (rows, max_tokens) int32 word ids (preprocess.text_features: tokens), else None.
     text_features: (rows, 384) frozen MiniLM embeddings, else None.
     colour_mentions: (rows, colour classes) the colours each row's title names
@@ -103,7 +105,11 @@ def build_dataset(
     started = time.perf_counter()
     if params.image_features == "efficientnet_lite0":
         arrays["image_features"] = extract_image_features(
-            photo_paths, params.image_size, progress, store=feature_store
+            photo_paths,
+            params.image_size,
+            progress,
+            store=feature_store,
+            unfrozen_blocks=params.unfrozen_blocks,
         )
     else:
         arrays["images"] = load_images(photo_paths, params.image_size, progress)
@@ -167,6 +173,7 @@ def build_dataset(
         "max_tokens": params.max_tokens,
         "image_features": params.image_features,
         "text_features": params.text_features,
+        "unfrozen_blocks": params.unfrozen_blocks,
     }
     (out_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
     summary = {

@@ -16,20 +16,60 @@ EFFICIENTNET_DIM = 1280
 TEXT_FEATURE_DIM = 384
 
 
-def image_feature_encoder(image_size: int):
-    """Frozen features of uint8 photos of image_size: EfficientNet-Lite0's 1280 ImageNet
-    features followed by the foreground colour histogram (see pmatch.model.colour)."""
+def image_feature_encoder(image_size: int, unfrozen_blocks: int = 0):
+    """Frozen features of uint8 photos of image_size, followed by the foreground colour
+    histogram (see pmatch.model.colour): EfficientNet-Lite0's 1280 ImageNet features, or
+    with unfrozen_blocks > 0 the flattened activations entering its top unfrozen_blocks
+    blocks (which training fine-tunes: see unfrozen_image_features)."""
     import keras
 
     from pmatch.model.colour import ColourHistogram
-    from pmatch.model.pretrained.efficientnet_lite import load_efficientnet_lite0
+    from pmatch.model.pretrained.efficientnet_lite import (
+        load_efficientnet_lite0,
+        split_efficientnet_lite0,
+    )
 
-    backbone = load_efficientnet_lite0(image_size)
     image = keras.Input(shape=(image_size, image_size, 3), dtype="uint8", name="image")
+    if unfrozen_blocks:
+        bottom, _ = split_efficientnet_lite0(image_size, unfrozen_blocks)
+        network = keras.layers.Flatten(name="activations")(bottom(image))
+    else:
+        network = load_efficientnet_lite0(image_size)(image)
     features = keras.layers.Concatenate(name="image_features")(
-        [backbone(image), ColourHistogram(name="colour_histogram")(image)]
+        [network, ColourHistogram(name="colour_histogram")(image)]
     )
     return keras.Model(image, features, name="image_feature_encoder")
+
+
+def unfrozen_image_features(image_size: int, unfrozen_blocks: int, train_features: np.ndarray):
+    """The trainable part of the image network when unfrozen_blocks > 0: frozen features
+    (image_feature_encoder(image_size, unfrozen_blocks)) in, EfficientNet-Lite0's 1280
+    features (from its top unfrozen_blocks blocks, ImageNet weights, trainable) followed by
+    the colour histogram out, so the heads read what they read with frozen features.
+
+    train_features: unused but for its width, which must match the encoder's.
+    """
+    import keras
+
+    from pmatch.model.colour import COLOUR_FEATURE_DIM, ColumnSlice
+    from pmatch.model.pretrained.efficientnet_lite import split_efficientnet_lite0
+
+    bottom, top = split_efficientnet_lite0(image_size, unfrozen_blocks)
+    shape = tuple(int(size) for size in bottom.output_shape[1:])
+    width = int(np.prod(shape))
+    if train_features.shape[1] != width + COLOUR_FEATURE_DIM:
+        raise ValueError(
+            f"image features have {train_features.shape[1]} columns, not the {width} "
+            f"activations + {COLOUR_FEATURE_DIM} colour columns of {unfrozen_blocks} unfrozen "
+            "blocks at this image size; run `dvc repro preprocess` again"
+        )
+    features = keras.Input(shape=(train_features.shape[1],), name="image_features")
+    activations = keras.layers.Reshape(shape, name="activations")(
+        ColumnSlice(0, width, name="activation_columns")(features)
+    )
+    colour = ColumnSlice(width, width + COLOUR_FEATURE_DIM, name="colour_columns")(features)
+    outputs = keras.layers.Concatenate(name="tuned_features")([top(activations), colour])
+    return keras.Model(features, outputs, name="unfrozen_image_features")
 
 
 def text_feature_encoder(max_tokens: int):
@@ -39,18 +79,26 @@ def text_feature_encoder(max_tokens: int):
     return load_minilm(max_tokens), load_minilm_tokenizer()
 
 
-def image_feature_dim() -> int:
+def image_feature_dim(image_size: int = 224, unfrozen_blocks: int = 0) -> int:
     from pmatch.model.colour import COLOUR_FEATURE_DIM
 
-    return EFFICIENTNET_DIM + COLOUR_FEATURE_DIM
+    if not unfrozen_blocks:
+        return EFFICIENTNET_DIM + COLOUR_FEATURE_DIM
+    from pmatch.model.pretrained.efficientnet_lite import split_efficientnet_lite0
+
+    bottom, _ = split_efficientnet_lite0(image_size, unfrozen_blocks)
+    return int(np.prod(bottom.output_shape[1:])) + COLOUR_FEATURE_DIM
 
 
-def image_feature_key(image_size: int) -> str:
-    """The feature store's key for image_feature_encoder(image_size) (see FeatureStore)."""
+def image_feature_key(image_size: int, unfrozen_blocks: int = 0) -> str:
+    """The feature store's key for image_feature_encoder(image_size, unfrozen_blocks)."""
     from pmatch.features.store import FeatureStore
     from pmatch.model.pretrained.efficientnet_lite import WEIGHTS_DISTRIBUTION
 
-    return FeatureStore.encoder_key("efficientnet_lite0+colour", image_size, WEIGHTS_DISTRIBUTION)
+    name = "efficientnet_lite0+colour"
+    if unfrozen_blocks:
+        name = f"efficientnet_lite0-below-top-{unfrozen_blocks}+colour"
+    return FeatureStore.encoder_key(name, image_size, WEIGHTS_DISTRIBUTION)
 
 
 def text_feature_key(max_tokens: int) -> str:
@@ -62,7 +110,7 @@ def text_feature_key(max_tokens: int) -> str:
 
 
 def extract_image_features(
-    paths, image_size: int, progress=None, batch_size: int = 64, store=None
+    paths, image_size: int, progress=None, batch_size: int = 64, store=None, unfrozen_blocks=0
 ) -> np.ndarray:
     """(n, image_feature_dim()) float32 features (EfficientNet + colour) of the photos at
     paths, loaded batch by batch so memory follows the batch, not the catalogue.
@@ -73,15 +121,16 @@ def extract_image_features(
     from pmatch.features.store import cached_features, photo_digest
 
     encoder = None
-    key = image_feature_key(image_size)
+    key = image_feature_key(image_size, unfrozen_blocks)
     paths = list(paths)
-    output = np.zeros((len(paths), image_feature_dim()), dtype="float32")
+    width = image_feature_dim(image_size, unfrozen_blocks)
+    output = np.zeros((len(paths), width), dtype="float32")
     for start in range(0, len(paths), batch_size):
         images = load_images(paths[start : start + batch_size], image_size)
 
         def encode(positions, images=images):
             nonlocal encoder
-            encoder = encoder or image_feature_encoder(image_size)
+            encoder = encoder or image_feature_encoder(image_size, unfrozen_blocks)
             return encoder(images[positions], training=False)
 
         output[start : start + len(images)], _ = cached_features(

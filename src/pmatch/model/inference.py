@@ -43,6 +43,7 @@ class Matcher:
     wordpiece: object = None
     image_features: str = "pixels"
     text_features: str = "tokens"
+    unfrozen_blocks: int = 0
     feature_store: object = None
 
     @classmethod
@@ -60,6 +61,7 @@ class Matcher:
         # Registers pmatch's custom layers, which safe_mode loading must know by name.
         import pmatch.model.colour  # noqa: F401
         import pmatch.model.matcher  # noqa: F401
+        import pmatch.model.pretrained.efficientnet_lite  # noqa: F401
         import pmatch.model.pretrained.minilm  # noqa: F401
 
         directory = Path(directory)
@@ -89,6 +91,7 @@ class Matcher:
             threshold=threshold,
             image_features=preprocessing.get("image_features", "pixels"),
             text_features=preprocessing.get("text_features", "tokens"),
+            unfrozen_blocks=int(preprocessing.get("unfrozen_blocks", 0)),
             feature_store=feature_store,
         )
 
@@ -107,7 +110,7 @@ class Matcher:
         backbone = self.image_encoder.get_layer("image_feature_encoder")
         features, _ = cached_features(
             self.feature_store,
-            image_feature_key(self.image_size),
+            image_feature_key(self.image_size, self.unfrozen_blocks),
             [photo_digest(photo) for photo in images],
             backbone.output_shape[-1],
             lambda positions: _predict(backbone, images[positions], batch_size),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from pmatch.model.towers import build_image_encoder, build_text_encoder
@@ -79,17 +80,28 @@ def build_scorer(projection_dim: int, colour_classes: int = 0) -> keras.Model:
 
 
 def build_feature_head(
-    train_features, projection_dim: int, name: str, input_name: str
+    train_features, projection_dim: int, name: str, input_name: str, front=None
 ) -> keras.Model:
     """A projection head over frozen pretrained features, to unit-length embeddings.
 
     train_features: the train split's features; the head standardises its input with their
     mean and variance (kept in the saved model).
+    front: an optional model between the input and the head (EfficientNet-Lite0's top blocks
+    when they are fine-tuned); the statistics are then taken of its output.
     """
     features = keras.Input(shape=(train_features.shape[1],), name=input_name)
+    inputs = features
+    if front is not None:
+        train_features = np.concatenate(
+            [
+                np.asarray(front(train_features[start : start + 256], training=False))
+                for start in range(0, len(train_features), 256)
+            ]
+        )
+        inputs = front(features)
     normalise = layers.Normalization(name="standardise")
     normalise.adapt(train_features)
-    hidden = layers.Dropout(0.2, name="input_dropout")(normalise(features))
+    hidden = layers.Dropout(0.2, name="input_dropout")(normalise(inputs))
     hidden = layers.Dense(projection_dim * 2, activation="relu", name="hidden")(hidden)
     hidden = layers.Dropout(0.1, name="dropout")(hidden)
     embedding = layers.Dense(projection_dim, name="projection")(hidden)

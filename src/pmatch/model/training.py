@@ -16,6 +16,10 @@ VOCABULARY_FILE = "vocab.json"
 MINILM_VOCABULARY_FILE = "minilm_vocab.txt"
 
 
+# The top blocks are fine-tuned at this fraction of train.learning_rate.
+FINE_TUNE_LEARNING_RATE_FACTOR = 0.05
+
+
 def seed_everything(seed: int) -> None:
     """Seeds Python, NumPy and TensorFlow and asks TensorFlow for deterministic kernels."""
     import keras
@@ -52,6 +56,7 @@ def build_towers(dataset: Dataset, params: TrainParams):
             params.projection_dim,
             "image_head",
             "image_features",
+            front=unfrozen_front(dataset),
         )
     if dataset.tokens is not None:
         text_tower = build_text_encoder(
@@ -67,6 +72,26 @@ def build_towers(dataset: Dataset, params: TrainParams):
     return image_tower, text_tower
 
 
+def unfrozen_front(dataset: Dataset):
+    """With preprocess.unfrozen_blocks > 0, the EfficientNet-Lite0 top blocks the image head
+    sits on (pmatch.features.pretrained.unfrozen_image_features), frozen until
+    fine_tune_top_blocks; else None."""
+    from pmatch.features.pretrained import unfrozen_image_features
+
+    blocks = unfrozen_blocks(dataset.preprocessing)
+    if not blocks:
+        return None
+    front = unfrozen_image_features(
+        int(dataset.preprocessing["image_size"]), blocks, dataset.image_features
+    )
+    front.trainable = False
+    return front
+
+
+def unfrozen_blocks(preprocessing: dict | None) -> int:
+    return int((preprocessing or {}).get("unfrozen_blocks", 0))
+
+
 def inference_encoders(image_side, text_side, preprocessing: dict, colour_mentions=None):
     """Encoders that read photos and text ids: the towers the scorer was trained with,
     behind the frozen pretrained networks when they were trained on their features.
@@ -79,7 +104,9 @@ def inference_encoders(image_side, text_side, preprocessing: dict, colour_mentio
     from pmatch.features.pretrained import image_feature_encoder, text_feature_encoder
 
     if preprocessing["image_features"] == "efficientnet_lite0":
-        backbone = image_feature_encoder(preprocessing["image_size"])
+        backbone = image_feature_encoder(
+            preprocessing["image_size"], unfrozen_blocks(preprocessing)
+        )
         image = keras.Input(shape=backbone.input_shape[1:], dtype="uint8", name="image")
         image_encoder = keras.Model(image, image_side(backbone(image)), name="image_encoder")
     else:
@@ -180,19 +207,22 @@ def train_colour_head(dataset: Dataset, params: TrainParams, out_dir: Path, verb
 def train_model(
     dataset: Dataset, params: TrainParams, out_dir: str | Path, verbose: int = 2
 ) -> dict:
-    """Trains the towers contrastively, calibrates the scorer, writes the model folder.
+    """Trains the towers contrastively, then the colour head and the match head, and writes
+    the model folder.
 
     1. The towers learn a shared space with symmetric InfoNCE over the train rows (in-batch
        negatives, learnable temperature), early-stopped on validation loss. With frozen
-       pretrained features only the projection heads train, in seconds.
-    2. The scorer's scale and bias are fitted by logistic regression on the cosine of the
-       validation pairs (matches, random and hard negatives), so scores are probabilities.
+       pretrained features only the projection heads train, in seconds. With
+       preprocess.unfrozen_blocks > 0, EfficientNet-Lite0's top blocks are then fine-tuned
+       with the heads at FINE_TUNE_LEARNING_RATE_FACTOR x the learning rate.
+    2. With train.colour_head, a colour classifier learns photo -> the colour its title names.
+    3. The match head (train_match_head) learns the [0, 1] score with binary cross-entropy
+       on the train pairs (matches, random and hard negatives), early-stopped on validation.
 
     out_dir gets model.keras, vocab.json and preprocessing.json (what scoring needs),
     history.csv and training_curve.png. The model file is written under a temporary name
     and renamed, so a crash never leaves a half-written model. Returns a summary dict.
     """
-    import keras
 
     from pmatch.model.matcher import (
         assemble_matching_model,
@@ -200,7 +230,6 @@ def train_model(
         build_image_tower,
         build_scorer,
         build_text_tower,
-        symmetric_info_nce,
     )
 
     out_dir = Path(out_dir)
@@ -220,7 +249,6 @@ def train_model(
         return train_seed_concat(dataset, params, preprocessing, out_dir, verbose)
     image_tower, text_tower = build_towers(dataset, params)
     trainer = build_contrastive_trainer(image_tower, text_tower)
-    trainer.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=symmetric_info_nce)
 
     train_rows, val_rows = matched_rows(dataset, "train"), matched_rows(dataset, "val")
     train_count = len(next(iter(train_rows.values())))
@@ -230,30 +258,36 @@ def train_model(
             "the train or val split has fewer than 2 rows; the catalogue needs more products "
             "(or change preprocess.val_fraction / preprocess.test_fraction)"
         )
-    checkpoint = out_dir / "best.weights.h5"
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True
-        ),
-        keras.callbacks.ModelCheckpoint(
-            checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True
-        ),
-        keras.callbacks.CSVLogger(out_dir / "history.csv"),
-    ]
-    # fit() needs targets; the contrastive loss ignores them (the diagonal is the label).
-    history = trainer.fit(
+    history = fit_contrastive(
+        trainer,
         train_rows,
-        np.zeros(train_count, dtype="float32"),
-        validation_data=(val_rows, np.zeros(val_count, dtype="float32")),
-        epochs=params.num_epochs,
-        batch_size=params.batch_size,
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=verbose,
+        val_rows,
+        params,
+        params.learning_rate,
+        out_dir / "history.csv",
+        verbose,
     )
-    if checkpoint.exists():
-        trainer.load_weights(checkpoint)
-        checkpoint.unlink()
+    fine_tune = {}
+    front = find_front(image_tower)
+    if front is not None:
+        # The standard transfer-learning recipe: the heads first, on frozen features; then
+        # the top blocks too, at a learning rate small enough to keep what ImageNet taught.
+        front.trainable = True
+        tuned = fit_contrastive(
+            trainer,
+            train_rows,
+            val_rows,
+            params,
+            params.learning_rate * FINE_TUNE_LEARNING_RATE_FACTOR,
+            out_dir / "history-fine_tune.csv",
+            verbose,
+        )
+        front.trainable = False
+        fine_tune = {
+            "unfrozen_blocks": unfrozen_blocks(dataset.preprocessing),
+            "fine_tune_epochs": len(tuned.history["val_loss"]),
+            "fine_tune_best_val_loss": round(float(np.min(tuned.history["val_loss"])), 5),
+        }
     colour_head, colour_summary, mentions = None, {"colour_head": "off"}, None
     if params.colour_head and dataset.colour_mentions is not None:
         colour_head, colour_summary = train_colour_head(dataset, params, out_dir, verbose)
@@ -283,10 +317,58 @@ def train_model(
             image_tower.count_params() + text_tower.count_params() + scorer.count_params()
         ),
         "best_val_contrastive_loss": round(float(np.min(history.history["val_loss"])), 5),
+        **fine_tune,
         **colour_summary,
         **match_head,
     }
     return save_model_folder(model, dataset, preprocessing, history.history, summary, out_dir)
+
+
+def fit_contrastive(
+    trainer, train_rows, val_rows, params: TrainParams, learning_rate, log: Path, verbose: int
+):
+    """Fits the contrastive trainer on the matched train rows, early-stopped on the
+    validation rows' loss; the best epoch's weights are kept. Returns the Keras history."""
+    import keras
+
+    from pmatch.model.matcher import symmetric_info_nce
+
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=symmetric_info_nce)
+    train_count = len(next(iter(train_rows.values())))
+    val_count = len(next(iter(val_rows.values())))
+    checkpoint = log.with_name(f"best-{log.stem}.weights.h5")
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(
+            checkpoint, monitor="val_loss", save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.CSVLogger(log),
+    ]
+    # fit() needs targets; the contrastive loss ignores them (the diagonal is the label).
+    history = trainer.fit(
+        train_rows,
+        np.zeros(train_count, dtype="float32"),
+        validation_data=(val_rows, np.zeros(val_count, dtype="float32")),
+        epochs=params.num_epochs,
+        batch_size=params.batch_size,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    if checkpoint.exists():
+        trainer.load_weights(checkpoint)
+        checkpoint.unlink()
+    return history
+
+
+def find_front(image_tower):
+    """The fine-tunable EfficientNet top blocks inside an image tower, or None."""
+    for layer in image_tower.layers:
+        if layer.name == "unfrozen_image_features":
+            return layer
+    return None
 
 
 def save_model_folder(
@@ -348,6 +430,9 @@ def train_match_head(
         layer.trainable = False
     image_tower.trainable = dataset.images is None
     text_tower.trainable = dataset.tokens is None
+    if find_front(image_tower) is not None:
+        # The fine-tuned top blocks stay as the contrastive stage left them.
+        find_front(image_tower).trainable = False
     image, text = fresh_inputs(image_side), fresh_inputs(text_side)
     inputs = {image.name: image, **(text if isinstance(text, dict) else {text.name: text})}
     pair_model = keras.Model(
