@@ -28,6 +28,8 @@ from common import machine_description, peak_rss_mb, write_results
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = {
     "pmatch pretrained": {"features": "pretrained", "kind": "two_tower"},
+    # preprocess.unfrozen_blocks 3: EfficientNet-Lite0's top 3 blocks fine-tuned.
+    "pmatch pretrained, top 3 blocks tuned": {"features": "pretrained-top3", "kind": "two_tower"},
     "pmatch from scratch": {"features": "scratch", "kind": "two_tower"},
     "seed_concat": {"features": "scratch", "kind": "seed_concat"},
     "colour hist + TF-IDF GBM": {"features": "scratch", "kind": "gbm"},
@@ -42,13 +44,14 @@ def build(catalog: Path, features: str, seed: int, out: Path, params) -> float:
     """Preprocesses the catalogue for one split seed; returns feature extraction seconds."""
     from pmatch.features.dataset import build_dataset
 
-    pretrained = features == "pretrained"
+    pretrained = features.startswith("pretrained")
     preprocess = dataclasses.replace(
         params.preprocess,
         seed=seed,
         image_features="efficientnet_lite0" if pretrained else "pixels",
         text_features="minilm" if pretrained else "tokens",
         image_size=224 if pretrained else SCRATCH_IMAGE_SIZE,
+        unfrozen_blocks=3 if features == "pretrained-top3" else 0,
     )
     started = time.perf_counter()
     build_dataset(catalog, preprocess, out)
@@ -215,6 +218,9 @@ def main() -> None:
         help="epochs for seed_concat, the slow VGG16-style baseline",
     )
     parser.add_argument(
+        "--name", help="results file name (default: quality-<catalogue folder name>)"
+    )
+    parser.add_argument(
         "--one", nargs=3, metavar=("ROW", "DATASET", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -294,7 +300,7 @@ def main() -> None:
         )
     print(text)
     write_results(
-        f"quality-{name}",
+        args.name or f"quality-{name}",
         text,
         {
             "catalog": str(args.catalog),

@@ -88,3 +88,33 @@ def test_an_unwritable_store_turns_the_cache_off_and_says_so(tmp_path, monkeypat
     monkeypatch.setenv("PMATCH_FEATURE_CACHE", str(blocker / "features.sqlite"))
     assert open_default_store() is None
     assert "feature cache off" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_database_turns_the_cache_off(tmp_path, monkeypatch, capsys):
+    broken = tmp_path / "features.sqlite"
+    broken.write_bytes(b"this is not an SQLite database, but long enough to be read" * 20)
+    monkeypatch.setenv("PMATCH_FEATURE_CACHE", str(broken))
+    assert open_default_store() is None
+    assert f"cannot open {broken}" in capsys.readouterr().err
+
+
+def test_a_store_that_cannot_be_written_is_still_read_and_says_so_once(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "features.sqlite"
+    writer = FeatureStore(path)
+    cached_features(writer, ENCODER, [text_digest("seen")], 2, lambda p: np.ones((1, 2)))
+    # The same file opened read-only, as on a read-only volume.
+    reader = FeatureStore(path)
+    reader.connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    for _ in range(2):
+        features, computed = cached_features(
+            reader,
+            ENCODER,
+            [text_digest("seen"), text_digest("new")],
+            2,
+            lambda p: np.full((len(p), 2), 3.0),
+        )
+        assert computed == 1 and features.tolist() == [[1, 1], [3, 3]]
+    assert capsys.readouterr().err.count("not written") == 1
+    assert writer.count(ENCODER) == 1

@@ -75,6 +75,7 @@ class FeatureStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.unwritable = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.connection.execute("PRAGMA journal_mode=WAL")
@@ -121,15 +122,28 @@ class FeatureStore:
         return found
 
     def save(self, encoder: str, digests: list[bytes], vectors: np.ndarray) -> None:
+        """Stores the vectors. When the file cannot be written (read-only, disk full), says
+        so once on stderr and goes on without storing: it is only a cache."""
+        if self.unwritable:
+            return
         vectors = np.ascontiguousarray(vectors, dtype="float32")
-        with self.connection:
-            self.connection.execute("BEGIN")
-            self.connection.executemany(
-                "INSERT OR REPLACE INTO features (encoder, digest, vector) VALUES (?, ?, ?)",
-                [
-                    (encoder, digest, vector.tobytes())
-                    for digest, vector in zip(digests, vectors, strict=True)
-                ],
+        try:
+            with self.connection:
+                self.connection.execute("BEGIN")
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO features (encoder, digest, vector) VALUES (?, ?, ?)",
+                    [
+                        (encoder, digest, vector.tobytes())
+                        for digest, vector in zip(digests, vectors, strict=True)
+                    ],
+                )
+        except sqlite3.Error as error:
+            self.unwritable = True
+            print(
+                f"feature cache {self.path} not written ({error}); scoring goes on without "
+                "storing new features",
+                file=sys.stderr,
+                flush=True,
             )
 
     def count(self, encoder: str | None = None) -> int:
