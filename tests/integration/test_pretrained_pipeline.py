@@ -20,18 +20,11 @@ pytestmark = [
 ]
 
 
-def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
-    tmp_path, monkeypatch
-):
-    from pmatch.catalog.format import item_text, read_catalog
+def small_pretrained_project(tmp_path, monkeypatch, **preprocess_overrides):
+    """params.yaml's params and a 40-product sample catalogue in tmp_path/catalog, with
+    preprocess params for the pretrained features at 96 px (plus preprocess_overrides)."""
     from pmatch.catalog.sample import write_sample
     from pmatch.config import load_params
-    from pmatch.evaluate import evaluate_model, score_pairs
-    from pmatch.features.dataset import build_dataset, load_dataset
-    from pmatch.features.images import load_image
-    from pmatch.model.colour import COLOUR_FEATURE_DIM
-    from pmatch.model.inference import Matcher
-    from pmatch.model.training import train_model
     from tests.conftest import ROOT
 
     monkeypatch.setenv("PMATCH_CACHE_DIR", str(tmp_path / "cache"))
@@ -43,7 +36,38 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
         text_features="minilm",
         image_size=96,
         max_tokens=32,
+        **preprocess_overrides,
     )
+    return params, preprocess
+
+
+def raw_inputs(catalog, pairs, image_size: int):
+    """The pairs' texts and decoded photos, as `pmatch score` reads them from the catalogue."""
+    from pmatch.catalog.format import item_text, read_catalog
+    from pmatch.features.images import load_image
+
+    frame = read_catalog(catalog)
+    texts = item_text(frame).to_numpy()[pairs["text_row"].to_numpy()]
+    photos = np.stack(
+        [
+            load_image(catalog / frame["image_path"].iloc[row], image_size)
+            for row in pairs["image_row"]
+        ]
+    )
+    return texts, photos
+
+
+def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
+    tmp_path, monkeypatch
+):
+    from pmatch.catalog.format import item_text, read_catalog
+    from pmatch.evaluate import evaluate_model, score_pairs
+    from pmatch.features.dataset import build_dataset, load_dataset
+    from pmatch.model.colour import COLOUR_FEATURE_DIM
+    from pmatch.model.inference import Matcher
+    from pmatch.model.training import train_model
+
+    params, preprocess = small_pretrained_project(tmp_path, monkeypatch)
     summary = build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
     assert summary["image_features"] == "efficientnet_lite0"
     dataset = load_dataset(tmp_path / "data")
@@ -63,14 +87,7 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     matcher = Matcher.load(tmp_path / "model", threshold=metrics["threshold"])
     pairs = dataset.split_pairs("test").head(8)
     from_features = score_pairs(matcher, dataset, pairs)
-    frame = read_catalog(tmp_path / "catalog")
-    texts = item_text(frame).to_numpy()[pairs["text_row"].to_numpy()]
-    photos = np.stack(
-        [
-            load_image(tmp_path / "catalog" / frame["image_path"].iloc[row], matcher.image_size)
-            for row in pairs["image_row"]
-        ]
-    )
+    texts, photos = raw_inputs(tmp_path / "catalog", pairs, matcher.image_size)
     from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
     np.testing.assert_allclose(from_raw, from_features, atol=1e-4)
 
@@ -86,6 +103,7 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
             super().save(encoder, digests, vectors)
 
     store = CountingStore(tmp_path / "features.sqlite")
+    frame = read_catalog(tmp_path / "catalog")
     build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data-2", feature_store=store)
     filled = CountingStore.saved
     assert filled == len(frame["image_path"].unique()) + len(set(item_text(frame)))
@@ -101,24 +119,14 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
 def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_inputs(
     tmp_path, monkeypatch
 ):
-    from pmatch.catalog.format import item_text, read_catalog
-    from pmatch.catalog.sample import write_sample
-    from pmatch.config import load_params
     from pmatch.evaluate import score_pairs
     from pmatch.features.dataset import build_dataset, load_dataset
-    from pmatch.features.images import load_image
     from pmatch.model.colour import COLOUR_FEATURE_DIM
     from pmatch.model.inference import Matcher
     from pmatch.model.pretrained.efficientnet_lite import load_efficientnet_lite0
     from pmatch.model.training import train_model
-    from tests.conftest import ROOT
 
-    monkeypatch.setenv("PMATCH_CACHE_DIR", str(tmp_path / "cache"))
-    params = load_params(ROOT / "params.yaml")
-    write_sample(tmp_path / "catalog", products=40, seed=4, batch_pairs=12)
-    preprocess = dataclasses.replace(
-        params.preprocess, image_size=96, max_tokens=32, unfrozen_blocks=2
-    )
+    params, preprocess = small_pretrained_project(tmp_path, monkeypatch, unfrozen_blocks=2)
     build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
     dataset = load_dataset(tmp_path / "data")
     # The activations entering block 14 at 96 px (3 x 3 x 192), then the colour histogram.
@@ -148,13 +156,6 @@ def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_input
     assert "block13_project_conv" not in {layer.name for layer in tuned.layers}
 
     pairs = dataset.split_pairs("test").head(8)
-    frame = read_catalog(tmp_path / "catalog")
-    texts = item_text(frame).to_numpy()[pairs["text_row"].to_numpy()]
-    photos = np.stack(
-        [
-            load_image(tmp_path / "catalog" / frame["image_path"].iloc[row], 96)
-            for row in pairs["image_row"]
-        ]
-    )
+    texts, photos = raw_inputs(tmp_path / "catalog", pairs, 96)
     from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
     np.testing.assert_allclose(from_raw, score_pairs(matcher, dataset, pairs), atol=1e-4)
