@@ -260,9 +260,10 @@ def test_the_config_knows_how_many_blocks_there_are():
     assert BLOCKS == EFFICIENTNET_LITE0_BLOCKS
 
 
-@pytest.mark.parametrize("top_blocks", [1, 5, 16])
+@pytest.mark.parametrize("top_blocks", [1, 5, 6, 12, 16])
 def test_the_split_network_computes_the_same_features(top_blocks):
     from pmatch.model.pretrained.efficientnet_lite import (
+        activation_shape,
         load_efficientnet_lite0,
         split_efficientnet_lite0,
     )
@@ -270,6 +271,7 @@ def test_the_split_network_computes_the_same_features(top_blocks):
     photos = np.random.default_rng(top_blocks).integers(0, 256, (2, 64, 64, 3), dtype="uint8")
     bottom, top = split_efficientnet_lite0(64, top_blocks)
     assert not bottom.trainable and top.trainable
+    assert bottom.output_shape[1:] == activation_shape(64, top_blocks)
     np.testing.assert_allclose(
         np.asarray(top(bottom(photos))), np.asarray(load_efficientnet_lite0(64)(photos)), atol=1e-5
     )

@@ -84,10 +84,9 @@ def image_feature_dim(image_size: int = 224, unfrozen_blocks: int = 0) -> int:
 
     if not unfrozen_blocks:
         return EFFICIENTNET_DIM + COLOUR_FEATURE_DIM
-    from pmatch.model.pretrained.efficientnet_lite import split_efficientnet_lite0
+    from pmatch.model.pretrained.efficientnet_lite import activation_shape
 
-    bottom, _ = split_efficientnet_lite0(image_size, unfrozen_blocks)
-    return int(np.prod(bottom.output_shape[1:])) + COLOUR_FEATURE_DIM
+    return int(np.prod(activation_shape(image_size, unfrozen_blocks))) + COLOUR_FEATURE_DIM
 
 
 def image_feature_key(image_size: int, unfrozen_blocks: int = 0) -> str:

@@ -360,6 +360,19 @@ def load_efficientnet_lite0(image_size: int, include_top: bool = False) -> keras
 BLOCKS = len(_lite0_blocks())
 
 
+def activation_shape(image_size: int, top_blocks: int) -> tuple[int, int, int]:
+    """(height, width, channels) of the activations entering the top top_blocks blocks, from
+    the architecture alone ("same" padding: a stride-2 layer rounds the size up)."""
+    if not 1 <= top_blocks <= BLOCKS:
+        raise ValueError(f"top_blocks must be in [1, {BLOCKS}], got {top_blocks}")
+    below = _lite0_blocks()[: BLOCKS - top_blocks]
+    size = -(-image_size // 2)  # the stem convolution
+    for block in below:
+        size = -(-size // block.stride)
+    channels = below[-1].output_channels if below else 32
+    return size, size, channels
+
+
 def split_efficientnet_lite0(image_size: int, top_blocks: int) -> tuple[keras.Model, keras.Model]:
     """EfficientNet-Lite0 with its ImageNet weights, cut below its last top_blocks MBConv
     blocks, for fine-tuning them.
