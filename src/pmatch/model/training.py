@@ -74,8 +74,8 @@ def build_towers(dataset: Dataset, params: TrainParams):
 
 def unfrozen_front(dataset: Dataset):
     """With preprocess.unfrozen_blocks > 0, the EfficientNet-Lite0 top blocks the image head
-    sits on (pmatch.features.pretrained.unfrozen_image_features), frozen until
-    fine_tune_top_blocks; else None."""
+    sits on (pmatch.features.pretrained.unfrozen_image_features), frozen until train_model
+    fine-tunes them; else None."""
     from pmatch.features.pretrained import unfrozen_image_features
 
     blocks = unfrozen_blocks(dataset.preprocessing)
