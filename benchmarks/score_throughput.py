@@ -535,6 +535,14 @@ def main() -> None:
         }
         code = {"working tree": None}
         if args.before:
+            # Named by commit, so a results file that says HEAD still tells which one.
+            args.before = subprocess.run(
+                ["git", "rev-parse", "--short", args.before],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             code = {args.before: source_at(args.before, Path(temporary) / "before"), **code}
         rows, details = [], {}
         for kind in args.models:

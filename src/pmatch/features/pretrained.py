@@ -72,6 +72,29 @@ def unfrozen_image_features(image_size: int, unfrozen_blocks: int, train_feature
     return keras.Model(features, outputs, name="unfrozen_image_features")
 
 
+def encode_photos(encoder, photos: np.ndarray) -> np.ndarray:
+    """image_feature_encoder's output for uint8 photos, computed faster than calling it.
+
+    The network (EfficientNet-Lite0, or its part below the unfrozen blocks) runs through
+    Keras' compiled predict function, about 1.8x an eager call on 2 cores. The colour
+    histogram runs eagerly, as in the saved model: compiled, float round-off moves a
+    boundary pixel into the next bin now and then, and the features would no longer be
+    the ones the model computes. Works on encoders saved by older versions too.
+    """
+    import keras
+
+    (network,) = [layer for layer in encoder.layers if isinstance(layer, keras.Model)]
+    activations = np.asarray(network.predict_on_batch(photos)).reshape(len(photos), -1)
+    histogram = np.asarray(encoder.get_layer("colour_histogram")(photos, training=False))
+    return np.concatenate([activations, histogram], axis=1).astype("float32")
+
+
+def encode_texts(encoder, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The MiniLM encoder's sentence embeddings of token ids, through Keras' compiled predict
+    function (about 1.3x an eager call on 2 cores; the same values to 1e-7)."""
+    return np.asarray(encoder.predict_on_batch({"input_ids": ids, "attention_mask": mask}))
+
+
 def text_feature_encoder(max_tokens: int):
     """The frozen MiniLM encoder and its WordPiece tokenizer."""
     from pmatch.model.pretrained.minilm import load_minilm, load_minilm_tokenizer
@@ -130,7 +153,7 @@ def extract_image_features(
         def encode(positions, images=images):
             nonlocal encoder
             encoder = encoder or image_feature_encoder(image_size, unfrozen_blocks)
-            return encoder(images[positions], training=False)
+            return encode_photos(encoder, images[positions])
 
         output[start : start + len(images)], _ = cached_features(
             store, key, [photo_digest(image) for image in images], output.shape[1], encode
@@ -158,7 +181,7 @@ def extract_text_features(
             if encoder is None:
                 encoder, tokenizer = text_feature_encoder(max_tokens)
             ids, mask = tokenizer.encode([batch[position] for position in positions], max_tokens)
-            return encoder({"input_ids": ids, "attention_mask": mask}, training=False)
+            return encode_texts(encoder, ids, mask)
 
         output[start : start + len(batch)], _ = cached_features(
             store, key, [text_digest(text) for text in batch], TEXT_FEATURE_DIM, encode

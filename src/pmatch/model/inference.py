@@ -104,7 +104,7 @@ class Matcher:
         batch_size = min(batch_size, photos_per_batch(self.image_size))
         if self.image_features != "efficientnet_lite0":
             return _predict(self.image_encoder, images, batch_size)
-        from pmatch.features.pretrained import image_feature_key
+        from pmatch.features.pretrained import encode_photos, image_feature_key
         from pmatch.features.store import cached_features, photo_digest
 
         backbone = self.image_encoder.get_layer("image_feature_encoder")
@@ -113,7 +113,7 @@ class Matcher:
             image_feature_key(self.image_size, self.unfrozen_blocks),
             [photo_digest(photo) for photo in images],
             backbone.output_shape[-1],
-            lambda positions: _predict(backbone, images[positions], batch_size),
+            lambda positions: _predict(backbone, images[positions], batch_size, call=encode_photos),
         )
         return self.embed_image_features(features)
 
@@ -123,7 +123,7 @@ class Matcher:
     def embed_texts(self, texts, batch_size: int = 1024) -> np.ndarray:
         if self.wordpiece is None:
             return self.embed_token_ids(self.vocabulary.encode(texts, self.max_tokens), batch_size)
-        from pmatch.features.pretrained import text_feature_key
+        from pmatch.features.pretrained import encode_texts, text_feature_key
         from pmatch.features.store import cached_features, text_digest
 
         texts = list(texts)
@@ -140,6 +140,9 @@ class Matcher:
                 backbone,
                 {"input_ids": ids[positions], "attention_mask": mask[positions]},
                 min(batch_size, TRANSFORMER_BATCH),
+                call=lambda model, batch: encode_texts(
+                    model, batch["input_ids"], batch["attention_mask"]
+                ),
             ),
         )
         mentions = None
@@ -185,10 +188,10 @@ class Matcher:
         return np.concatenate(scores) if scores else np.zeros(0, dtype="float32")
 
 
-def _predict(model, inputs, batch_size: int) -> np.ndarray:
+def _predict(model, inputs, batch_size: int, call=None) -> np.ndarray:
     """model's outputs for inputs (an array, or a dict of row-aligned arrays), a batch at a
-    time."""
-    # Calling the model directly runs eagerly: no retracing for every new batch shape.
+    time. call(model, batch) computes them (default: calling the model eagerly)."""
+    # By default the model is called eagerly: no retracing for every new batch shape.
     rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
 
     def batch(start: int):
@@ -196,9 +199,8 @@ def _predict(model, inputs, batch_size: int) -> np.ndarray:
             return {name: array[start : start + batch_size] for name, array in inputs.items()}
         return inputs[start : start + batch_size]
 
-    outputs = [
-        np.asarray(model(batch(start), training=False)) for start in range(0, rows, batch_size)
-    ]
+    call = call or (lambda model, inputs: model(inputs, training=False))
+    outputs = [np.asarray(call(model, batch(start))) for start in range(0, rows, batch_size)]
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), dtype="float32")
     return np.concatenate(outputs)
