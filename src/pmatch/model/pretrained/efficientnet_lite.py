@@ -360,12 +360,17 @@ def load_efficientnet_lite0(image_size: int, include_top: bool = False) -> keras
 BLOCKS = len(_lite0_blocks())
 
 
+def _blocks_below(top_blocks: int) -> tuple[_Block, ...]:
+    """The blocks under the top top_blocks ones (which must be 1 to BLOCKS)."""
+    if not 1 <= top_blocks <= BLOCKS:
+        raise ValueError(f"top_blocks must be in [1, {BLOCKS}], got {top_blocks}")
+    return _lite0_blocks()[: BLOCKS - top_blocks]
+
+
 def activation_shape(image_size: int, top_blocks: int) -> tuple[int, int, int]:
     """(height, width, channels) of the activations entering the top top_blocks blocks, from
     the architecture alone ("same" padding: a stride-2 layer rounds the size up)."""
-    if not 1 <= top_blocks <= BLOCKS:
-        raise ValueError(f"top_blocks must be in [1, {BLOCKS}], got {top_blocks}")
-    below = _lite0_blocks()[: BLOCKS - top_blocks]
+    below = _blocks_below(top_blocks)
     size = -(-image_size // 2)  # the stem convolution
     for block in below:
         size = -(-size // block.stride)
@@ -381,21 +386,20 @@ def split_efficientnet_lite0(image_size: int, top_blocks: int) -> tuple[keras.Mo
     - bottom: uint8 photos in, the activations entering the first top block out; frozen.
     - top: those activations in, the 1280 pooled features out: the top_blocks blocks and
       the head convolution, with their ImageNet weights and trainable; BatchNormalization
-      keeps its ImageNet statistics (FrozenBatchNormalization). top(bottom(photos)) equals load_efficientnet_lite0(...).
+      keeps its ImageNet statistics (FrozenBatchNormalization).
+
+    top(bottom(photos)) equals load_efficientnet_lite0(image_size)(photos).
     """
-    if not 1 <= top_blocks <= BLOCKS:
-        raise ValueError(f"top_blocks must be in [1, {BLOCKS}], got {top_blocks}")
+    below = _blocks_below(top_blocks)
     full = load_efficientnet_lite0(image_size)
-    blocks = _lite0_blocks()
-    first = BLOCKS - top_blocks
-    cut_name = "stem_relu6" if first == 0 else _block_output(blocks[first - 1])
+    cut_name = _block_output(below[-1]) if below else "stem_relu6"
     cut = full.get_layer(cut_name).output
     bottom = keras.Model(full.input, cut, name="efficientnet_lite0_bottom")
     bottom.trainable = False
 
     activations = keras.Input(shape=tuple(cut.shape[1:]), name="efficientnet_activations")
     features = activations
-    for block in blocks[first:]:
+    for block in _lite0_blocks()[len(below) :]:
         features = _mbconv_block(features, block, frozen_statistics=True)
     top = keras.Model(activations, _head(features, True), name="efficientnet_lite0_top")
     for layer in top.layers:
