@@ -133,6 +133,26 @@ def test_load_image_converts_grey_and_transparent_photos_to_rgb(tmp_path):
     assert (load_image(transparent, 16) == [10, 20, 30]).all()
 
 
+def test_load_image_lays_transparent_pixels_on_white(tmp_path):
+    # A cut-out product photo: an opaque red square on transparent black pixels.
+    cutout = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+    cutout.paste((200, 0, 0, 255), (4, 4, 12, 12))
+    half = Image.new("RGBA", (16, 16), (0, 0, 0, 128))
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 0, 0, 200] + [0] * 762)
+    palette.paste(0, (0, 0, 16, 8))
+    cutout.save(tmp_path / "cutout.png")
+    half.save(tmp_path / "half.png")
+    palette.save(tmp_path / "palette.png", transparency=0)
+
+    pixels = load_image(tmp_path / "cutout.png", 16)
+    assert (pixels[:4] == 255).all() and (pixels[:, :4] == 255).all()
+    assert (pixels[4:12, 4:12] == [200, 0, 0]).all()
+    assert (load_image(tmp_path / "half.png", 16) == 127).all()
+    palette_pixels = load_image(tmp_path / "palette.png", 16)
+    assert (palette_pixels[:8] == 255).all() and (palette_pixels[8:] == [0, 0, 200]).all()
+
+
 def test_load_images_keeps_the_order_of_the_paths(tmp_path):
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
     paths = [

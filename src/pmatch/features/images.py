@@ -20,9 +20,18 @@ def photos_per_batch(size: int, most: int = 256) -> int:
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:
-    """One photo as a (size, size, 3) uint8 array, letterboxed on white to keep its shape."""
+    """One photo as a (size, size, 3) uint8 array, letterboxed on white to keep its shape.
+
+    Transparent pixels (cut-out PNGs, palette images with a transparent colour) are laid on
+    white as well: converted directly, they would take whatever colour they hide, often
+    black, and the product would seem to stand on a black background.
+    """
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+            image = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
+        image = image.convert("RGB")
         image = ImageOps.pad(image, (size, size), method=Image.Resampling.BILINEAR, color="white")
         return np.asarray(image, dtype=np.uint8)
 
