@@ -43,9 +43,7 @@ def private_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("unfrozen_blocks", [0, 3])
-def test_lite_features_match_keras_and_do_not_depend_on_the_batch(
-    private_cache, unfrozen_blocks
-):
+def test_lite_features_match_keras_and_do_not_depend_on_the_batch(private_cache, unfrozen_blocks):
     encoder = image_feature_encoder(96, unfrozen_blocks)
     images = photos(96)
     converted = lite.lite_network(network_of(encoder))
@@ -110,5 +108,7 @@ def test_keras_runtime_and_a_failed_conversion_fall_back_to_keras(
 
 def test_an_unknown_runtime_is_named(monkeypatch):
     monkeypatch.setenv("PMATCH_IMAGE_RUNTIME", "onnx")
-    with pytest.raises(ValueError, match=r"PMATCH_IMAGE_RUNTIME='onnx' is not one of tflite, keras"):
+    with pytest.raises(
+        ValueError, match=r"PMATCH_IMAGE_RUNTIME='onnx' is not one of tflite, keras"
+    ):
         lite.image_runtime()
