@@ -83,6 +83,7 @@ class TrainParams:
     projection_dim: int = 64
     early_stopping_patience: int = 5
     colour_head: bool = True
+    colour_negatives: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,11 @@ def _check_ranges(params: Params) -> None:
         problems.append(
             "train.kind seed_concat trains from scratch: it needs preprocess.image_features "
             "pixels and preprocess.text_features tokens"
+        )
+    if not 0 <= params.train.colour_negatives <= 1:
+        problems.append(
+            "train.colour_negatives is the share of train matches that get a colour negative: "
+            f"it must be in [0, 1], got {params.train.colour_negatives}"
         )
     if params.train.learning_rate <= 0:
         problems.append(f"train.learning_rate must be positive, got {params.train.learning_rate}")

@@ -75,8 +75,10 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     assert dataset.tokens is None and dataset.text_features.shape[1] == 384
 
     train = dataclasses.replace(params.train, num_epochs=3)
-    train_model(dataset, train, tmp_path / "model", verbose=0)
+    trained = train_model(dataset, train, tmp_path / "model", verbose=0)
     assert (tmp_path / "model/minilm_vocab.txt").is_file()
+    # The match head also saw photos paired with other categories' texts of their colour.
+    assert trained["colour_negative_pairs"] > 0
     metrics = evaluate_model(
         tmp_path / "model", tmp_path / "data", params.evaluate, tmp_path / "eval"
     )

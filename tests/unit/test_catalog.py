@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,7 +15,7 @@ from pmatch.catalog.format import (
     resolve_image,
     top_category,
 )
-from pmatch.catalog.pairs import PAIR_COLUMNS, build_pairs
+from pmatch.catalog.pairs import PAIR_COLUMNS, build_pairs, colour_negatives
 from pmatch.catalog.splits import split_products
 
 
@@ -188,6 +189,51 @@ def test_a_single_row_has_only_its_match():
 
 
 # split_products -------------------------------------------------------------------------------
+
+
+def colour_rows() -> tuple[pd.DataFrame, np.ndarray]:
+    """Six rows: red and blue in two categories, two colour variants of one product, one
+    row whose title names no colour."""
+    items = pd.DataFrame(
+        {
+            "product_id": ["A", "A", "B", "C", "D", "E"],
+            "top_category": ["Tops", "Tops", "Tops", "Bags", "Bags", "Bags"],
+        }
+    )
+    # Colour classes: 0 red, 1 blue.
+    mentions = np.array([[1, 0], [0, 1], [1, 0], [1, 0], [0, 1], [0, 0]], dtype="float32")
+    return items, mentions
+
+
+def test_colour_negatives_pair_a_photo_with_another_category_naming_its_colour():
+    items, mentions = colour_rows()
+
+    pairs = colour_negatives(items, mentions, np.arange(6), share=1.0, seed=3)
+
+    assert list(pairs.columns) == PAIR_COLUMNS
+    assert (pairs["label"] == 0).all() and (pairs["kind"] == "colour").all()
+    # Red tops (rows 0, 2) get the red bag (3) and the red bag gets a red top; the blue top
+    # (1) gets the blue bag (4) and back; the row naming no colour (5) gets none.
+    partners = dict(zip(pairs["image_row"], pairs["text_row"], strict=True))
+    assert partners[0] == 3 and partners[2] == 3 and partners[3] in (0, 2)
+    assert partners[1] == 4 and partners[4] == 1
+    assert 5 not in partners
+
+
+def test_colour_negatives_follow_the_share_the_rows_and_the_seed():
+    items, mentions = colour_rows()
+    rows = np.arange(6)
+
+    assert colour_negatives(items, mentions, rows, share=0.0, seed=3).empty
+    # Only rows among `rows` are paired, with partners among them: no red bag, no partner.
+    assert colour_negatives(items, mentions, np.array([0, 1, 2]), share=1.0, seed=3).empty
+    many = pd.concat([items] * 50, ignore_index=True)
+    many["product_id"] += many.index.astype(str)
+    share = colour_negatives(many, np.tile(mentions, (50, 1)), np.arange(300), 0.3, seed=3)
+    assert 0.2 * 250 < len(share) < 0.4 * 250
+    pd.testing.assert_frame_equal(
+        share, colour_negatives(many, np.tile(mentions, (50, 1)), np.arange(300), 0.3, seed=3)
+    )
 
 
 def test_splits_keep_every_product_in_one_split(sample_catalog):

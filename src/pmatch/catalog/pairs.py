@@ -1,4 +1,5 @@
-"""Builds labelled image-text pairs from catalogue rows: matches, random and hard negatives."""
+"""Builds labelled image-text pairs from catalogue rows: matches, random and hard negatives,
+and the colour negatives that only the match head trains on."""
 
 from __future__ import annotations
 
@@ -76,3 +77,39 @@ def _random_other(rng: np.random.Generator, row: int, images, titles) -> int:
         if other != row and images[other] != images[row] and titles[other] != titles[row]
     ]
     return int(rng.choice(others)) if others else -1
+
+
+def colour_negatives(
+    items: pd.DataFrame, colour_mentions: np.ndarray, rows, share: float, seed: int
+) -> pd.DataFrame:
+    """Extra negatives for training the match head (kind "colour", label 0): for about
+    `share` of `rows` whose title names a colour, the row's photo with the text of another
+    of `rows` from another top category whose title names the same colour.
+
+    A random negative nearly always differs in colour as well, so trained on random and
+    hard negatives alone a match head learns that agreeing colours make a match, and
+    accepts an orange flask's text for the photo of any orange product. These pairs show
+    it otherwise. They are not part of the evaluation protocol: train on them, never
+    measure on them.
+
+    items: the dataset's rows (product_id, top_category); colour_mentions: (rows, colour
+    classes), the colours each title names; rows: the row positions to pair (the train
+    split's matches).
+    """
+    rng = np.random.default_rng(seed)
+    rows = np.asarray(rows, dtype=int)
+    colours = np.where(colour_mentions.max(axis=1) > 0, colour_mentions.argmax(axis=1), -1)
+    categories = items["top_category"].fillna("").to_numpy()
+    products = items["product_id"].to_numpy()
+    pairs = []
+    for row in rows:
+        if colours[row] < 0 or rng.random() >= share:
+            continue
+        candidates = rows[
+            (colours[rows] == colours[row])
+            & (categories[rows] != categories[row])
+            & (products[rows] != products[row])
+        ]
+        if len(candidates):
+            pairs.append((int(row), int(rng.choice(candidates)), 0, "colour"))
+    return pd.DataFrame(pairs, columns=PAIR_COLUMNS)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pmatch.config import TrainParams
 from pmatch.features.dataset import Dataset
@@ -217,7 +218,8 @@ def train_model(
        with the heads at FINE_TUNE_LEARNING_RATE_FACTOR x the learning rate.
     2. With train.colour_head, a colour classifier learns photo -> the colour its title names.
     3. The match head (train_match_head) learns the [0, 1] score with binary cross-entropy
-       on the train pairs (matches, random and hard negatives), early-stopped on validation.
+       on the train pairs (matches, random, hard and colour negatives), early-stopped on
+       validation.
 
     out_dir gets model.keras, vocab.json and preprocessing.json (what scoring needs),
     history.csv and training_curve.png. The model file is written under a temporary name
@@ -415,7 +417,8 @@ def train_match_head(
     verbose: int,
 ) -> dict:
     """Trains the match head with binary cross-entropy on the train pairs (matches, random
-    and hard negatives), early-stopped on the validation pairs.
+    and hard negatives, plus train.colour_negatives: see pmatch.catalog.pairs.colour_negatives),
+    early-stopped on the validation pairs.
 
     image_side / text_side: the towers with their colour columns (build_image_tower,
     build_text_tower). Heads over frozen features keep learning here (cheap); a CNN or word
@@ -438,6 +441,18 @@ def train_match_head(
     pair_model = keras.Model(
         inputs, scorer([image_side(image), text_side(text)]), name="match_head_trainer"
     )
+    extra_pairs = None
+    if params.colour_negatives and dataset.colour_mentions is not None:
+        from pmatch.catalog.pairs import colour_negatives
+
+        train_pairs = dataset.split_pairs("train")
+        extra_pairs = colour_negatives(
+            dataset.items,
+            dataset.colour_mentions,
+            train_pairs.loc[train_pairs["label"] == 1, "image_row"],
+            params.colour_negatives,
+            params.seed,
+        )
     history = fit_on_pairs(
         pair_model,
         dataset,
@@ -448,6 +463,7 @@ def train_match_head(
         batch_size=32,
         patience=params.early_stopping_patience * 2,
         colour="colour_mentions" in inputs,
+        extra_train_pairs=extra_pairs,
     )
     for layer in image_side.layers + text_side.layers:
         layer.trainable = True
@@ -456,6 +472,7 @@ def train_match_head(
         "match_head_epochs": len(history.history["val_loss"]),
         "match_head_val_loss": round(float(history.history["val_loss"][best]), 5),
         "match_head_val_auc": round(float(history.history["val_auc"][best]), 5),
+        "colour_negative_pairs": 0 if extra_pairs is None else len(extra_pairs),
         "towers_fine_tuned": fine_tune,
     }
 
@@ -471,9 +488,11 @@ def fit_on_pairs(
     batch_size: int,
     patience: int,
     colour: bool = False,
+    extra_train_pairs: pd.DataFrame | None = None,
 ):
     """Fits model (pair inputs -> match probability) with binary cross-entropy on the train
-    pairs, early-stopped on the validation pairs' loss; the best epoch's weights are kept.
+    pairs (and extra_train_pairs), early-stopped on the validation pairs' loss; the best
+    epoch's weights are kept.
 
     Returns the Keras history.
     """
@@ -485,6 +504,10 @@ def fit_on_pairs(
         metrics=[keras.metrics.AUC(name="auc")],
     )
     train_pairs, val_pairs = dataset.split_pairs("train"), dataset.split_pairs("val")
+    if extra_train_pairs is not None and len(extra_train_pairs):
+        train_pairs = pd.concat(
+            [train_pairs, extra_train_pairs.assign(split="train")], ignore_index=True
+        )
     checkpoint = out_dir / f"best-{model.name}.weights.h5"
     history = model.fit(
         dataset.pair_inputs(train_pairs, colour),
