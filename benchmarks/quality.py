@@ -30,6 +30,12 @@ ROWS = {
     "pmatch pretrained": {"features": "pretrained", "kind": "two_tower"},
     # preprocess.unfrozen_blocks 3: EfficientNet-Lite0's top 3 blocks fine-tuned.
     "pmatch pretrained, top 3 blocks tuned": {"features": "pretrained-top3", "kind": "two_tower"},
+    # train.colour_negatives 0: the match head sees random and hard negatives only.
+    "pmatch pretrained, no colour negatives": {
+        "features": "pretrained",
+        "kind": "two_tower",
+        "train": {"colour_negatives": 0.0},
+    },
     "pmatch from scratch": {"features": "scratch", "kind": "two_tower"},
     "seed_concat": {"features": "scratch", "kind": "seed_concat"},
     "colour hist + TF-IDF GBM": {"features": "scratch", "kind": "gbm"},
@@ -145,7 +151,11 @@ def run_one(row: str, dataset_dir: Path, seed: int, num_epochs: int) -> dict:
         from pmatch.model.training import train_model
 
         train = dataclasses.replace(
-            params.train, kind=kind, seed=seed, num_epochs=num_epochs or params.train.num_epochs
+            params.train,
+            kind=kind,
+            seed=seed,
+            num_epochs=num_epochs or params.train.num_epochs,
+            **ROWS[row].get("train", {}),
         )
         with tempfile.TemporaryDirectory() as model_dir:
             train_model(dataset, train, model_dir, verbose=0)
