@@ -227,7 +227,7 @@ def main() -> None:
     write_results(
         f"robustness-{catalog.name}",
         text,
-        {"catalog": str(catalog), "machine": machine, "date": date, "rows": rows},
+        {"catalog": os.path.relpath(catalog, ROOT), "machine": machine, "date": date, "rows": rows},
     )
 
 
