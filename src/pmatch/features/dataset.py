@@ -233,6 +233,9 @@ def colour_mentions_layer(text_features: str, vocabulary: Vocabulary):
         return ColourMentions(
             colour_term_ids(tokenizer.token_ids),
             title_end_id=tokenizer.token_ids(".")[0],
+            continuation_ids=[
+                index for token, index in tokenizer.vocabulary.items() if token.startswith("##")
+            ],
             name="colour_mentions",
         )
     index = {token: position for position, token in enumerate(vocabulary.tokens)}

@@ -181,12 +181,20 @@ class ColourMentions(layers.Layer):
     title_end_id: the id that ends the title (pmatch's text is "title. description"); only
         tokens before its first occurrence count, so a description listing every variant's
         colour does not blur the title's. None reads the whole text.
+    continuation_ids: the ids of word pieces that continue a word (WordPiece's "##..."); a
+        term followed by one is the start of a longer word and does not count ("sandal" is
+        "sand" + "##al", not beige). Empty for a word-level vocabulary.
     """
 
-    def __init__(self, terms, title_end_id: int | None = None, **kwargs):
+    def __init__(self, terms, title_end_id: int | None = None, continuation_ids=(), **kwargs):
         super().__init__(**kwargs)
         self.terms = [(list(map(int, ids)), int(colour)) for ids, colour in terms]
         self.title_end_id = title_end_id
+        self.continuation_ids = sorted(int(index) for index in continuation_ids)
+        self._continues = None
+        if self.continuation_ids:
+            self._continues = np.zeros(self.continuation_ids[-1] + 1, dtype="float32")
+            self._continues[self.continuation_ids] = 1.0
 
     def call(self, token_ids):
         token_ids = ops.cast(token_ids, "int32")
@@ -197,7 +205,17 @@ class ColourMentions(layers.Layer):
             ends = ops.cast(ops.equal(token_ids, self.title_end_id), "int32")
             in_title = ops.cast(ops.equal(ops.cumsum(ends, axis=1), 0), "float32")
         longest = max((len(ids) for ids, _ in self.terms), default=1)
-        padded = ops.pad(token_ids, [[0, 0], [0, longest]], constant_values=-1)
+        padded = ops.pad(token_ids, [[0, 0], [0, longest + 1]], constant_values=-1)
+        continues = None
+        if self._continues is not None:
+            # 1 where the token continues the word before it; -1 (past the end) and ids
+            # beyond the table never do.
+            table = ops.convert_to_tensor(np.append(self._continues, 0.0).astype("float32"))
+            outside = len(self._continues)
+            index = ops.where(
+                (padded >= 0) & (padded < outside), padded, ops.full_like(padded, outside)
+            )
+            continues = ops.take(table, index)
         mentions = [ops.zeros_like(in_title[:, 0]) for _ in COLOUR_CLASSES]
         for ids, colour in self.terms:
             found = in_title
@@ -205,6 +223,8 @@ class ColourMentions(layers.Layer):
                 found = found * ops.cast(
                     ops.equal(padded[:, offset : offset + length], token), "float32"
                 )
+            if continues is not None:
+                found = found * (1.0 - continues[:, len(ids) : len(ids) + length])
             mentions[colour] = ops.maximum(mentions[colour], ops.max(found, axis=1))
         return ops.stack(mentions, axis=1)
 
@@ -212,7 +232,12 @@ class ColourMentions(layers.Layer):
         return (input_shape[0], len(COLOUR_CLASSES))
 
     def get_config(self):
-        return {**super().get_config(), "terms": self.terms, "title_end_id": self.title_end_id}
+        return {
+            **super().get_config(),
+            "terms": self.terms,
+            "title_end_id": self.title_end_id,
+            "continuation_ids": self.continuation_ids,
+        }
 
 
 @keras.saving.register_keras_serializable(package="pmatch")
