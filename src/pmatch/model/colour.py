@@ -191,9 +191,11 @@ class ColourMentions(layers.Layer):
         self.terms = [(list(map(int, ids)), int(colour)) for ids, colour in terms]
         self.title_end_id = title_end_id
         self.continuation_ids = sorted(int(index) for index in continuation_ids)
+        # 1.0 at each continuation id; the last entry (0.0) stands for every id beyond the
+        # table and for the padding past the end of a row.
         self._continues = None
         if self.continuation_ids:
-            self._continues = np.zeros(self.continuation_ids[-1] + 1, dtype="float32")
+            self._continues = np.zeros(self.continuation_ids[-1] + 2, dtype="float32")
             self._continues[self.continuation_ids] = 1.0
 
     def call(self, token_ids):
@@ -208,14 +210,12 @@ class ColourMentions(layers.Layer):
         padded = ops.pad(token_ids, [[0, 0], [0, longest + 1]], constant_values=-1)
         continues = None
         if self._continues is not None:
-            # 1 where the token continues the word before it; -1 (past the end) and ids
-            # beyond the table never do.
-            table = ops.convert_to_tensor(np.append(self._continues, 0.0).astype("float32"))
-            outside = len(self._continues)
+            # 1 where the token continues the word before it.
+            outside = len(self._continues) - 1
             index = ops.where(
                 (padded >= 0) & (padded < outside), padded, ops.full_like(padded, outside)
             )
-            continues = ops.take(table, index)
+            continues = ops.take(ops.convert_to_tensor(self._continues), index)
         mentions = [ops.zeros_like(in_title[:, 0]) for _ in COLOUR_CLASSES]
         for ids, colour in self.terms:
             found = in_title
