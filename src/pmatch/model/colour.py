@@ -18,14 +18,18 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-# Basic colour terms of English and their common synonyms, each mapped to one class. A
-# generic list, not one catalogue's: a title names a colour with one of these words.
+# Basic colour terms of English and common names of shades, each mapped to one class. A
+# generic list, not one catalogue's: a title names a colour with one of these words (or a
+# one-letter slip of one, see misspellings). Shade names that also name product lines or
+# materials (Luma sells a "Cobalt" short and a "Jade" jacket in several colours; ruby, sage,
+# slate, bronze, camel...) are left out: a false colour costs more than a missed one.
 COLOUR_TERMS = {
     "black": "black",
     "charcoal": "black",
     "white": "white",
     "ivory": "white",
     "cream": "white",
+    "ecru": "white",
     "gray": "gray",
     "grey": "gray",
     "silver": "gray",
@@ -36,6 +40,7 @@ COLOUR_TERMS = {
     "orange": "orange",
     "coral": "orange",
     "peach": "orange",
+    "terracotta": "orange",
     "yellow": "yellow",
     "gold": "yellow",
     "mustard": "yellow",
@@ -47,12 +52,16 @@ COLOUR_TERMS = {
     "turquoise": "teal",
     "teal": "teal",
     "cyan": "teal",
+    "aqua": "teal",
     "navy": "navy",
     "indigo": "navy",
+    # With "blue" also named, like "navy blue": the photo may show either.
+    "dark blue": "navy",
     "purple": "purple",
     "violet": "purple",
     "lavender": "purple",
     "lilac": "purple",
+    "mauve": "purple",
     "magenta": "pink",
     "fuchsia": "pink",
     "pink": "pink",
@@ -62,6 +71,7 @@ COLOUR_TERMS = {
     "khaki": "beige",
     "beige": "beige",
     "sand": "beige",
+    "taupe": "beige",
 }
 COLOUR_CLASSES = tuple(sorted(set(COLOUR_TERMS.values())))
 
@@ -154,22 +164,70 @@ class ColourHistogram(layers.Layer):
         }
 
 
+def _table_index(ids, size: int):
+    """ids as indices into a table of size entries whose last entry stands for every id
+    outside it (the -1 padding and ids beyond the table)."""
+    outside = size - 1
+    return ops.where((ids >= 0) & (ids < outside), ids, ops.full_like(ids, outside))
+
+
 def _bin(values, bins: int):
     """Bin index in [0, bins) of values in [0, 1]."""
     return ops.cast(ops.clip(values * bins, 0, bins - 1), "int32")
 
 
-def colour_term_ids(encode_word) -> list[tuple[list[int], int]]:
+MISSPELT_MIN_LETTERS = 4
+
+
+def misspellings(word: str) -> set[str]:
+    """The one-slip spellings of word that titles show: two neighbouring letters swapped
+    ("purpel"), a letter doubled ("greeen") and, in words of five letters or more, a letter
+    dropped ("yelow"). Words shorter than MISSPELT_MIN_LETTERS have none: one slip there
+    too often spells another word."""
+    if len(word) < MISSPELT_MIN_LETTERS or not word.isalpha():
+        return set()
+    spellings = {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
+    spellings |= {word[: i + 1] + word[i:] for i in range(len(word))}
+    if len(word) >= 5:
+        spellings |= {word[:i] + word[i + 1 :] for i in range(len(word))}
+    return spellings - {word}
+
+
+def colour_term_ids(encode_word, is_word=None) -> list[tuple[list[int], int]]:
     """Each colour term as (its token ids, its class index in COLOUR_CLASSES).
 
     encode_word(word) -> the tokenizer's ids for one word (several for WordPiece pieces),
-    or [] when the tokenizer cannot spell it (a word-level vocabulary that never saw it).
+        or [] when the tokenizer cannot spell it (a word-level vocabulary that never saw it).
+        A term of several words ("dark blue") is their ids in turn, and with WordPiece also
+        hyphenated ("dark-blue").
+    is_word(word) -> whether word is a word in its own right (in a WordPiece vocabulary,
+        one whole token). Given, the misspellings of each term that are not words and not
+        other terms are terms too; a slip that spells two colours counts as neither.
     """
+    spellings = {word: COLOUR_CLASSES.index(colour) for word, colour in COLOUR_TERMS.items()}
+    if is_word is not None:
+        slips: dict[str, set[int]] = {}
+        for word, colour in sorted(COLOUR_TERMS.items()):
+            for slip in misspellings(word):
+                if slip not in COLOUR_TERMS and not is_word(slip):
+                    slips.setdefault(slip, set()).add(COLOUR_CLASSES.index(colour))
+        spellings.update(
+            {slip: min(colours) for slip, colours in slips.items() if len(colours) == 1}
+        )
+        spellings.update(
+            {word.replace(" ", "-"): colour for word, colour in spellings.items() if " " in word}
+        )
     terms = []
-    for word, colour in sorted(COLOUR_TERMS.items()):
-        ids = [int(token) for token in encode_word(word)]
+    for word, colour in sorted(spellings.items()):
+        ids = []
+        for part in word.replace("-", " - ").split():
+            part_ids = [int(token) for token in encode_word(part)]
+            if not part_ids:
+                ids = []
+                break
+            ids += part_ids
         if ids:
-            terms.append((ids, COLOUR_CLASSES.index(colour)))
+            terms.append((ids, colour))
     return terms
 
 
@@ -191,6 +249,33 @@ class ColourMentions(layers.Layer):
         self.terms = [(list(map(int, ids)), int(colour)) for ids, colour in terms]
         self.title_end_id = title_end_id
         self.continuation_ids = sorted(int(index) for index in continuation_ids)
+        # Hundreds of terms are matched in one pass per term length: each window of that many
+        # tokens gets a code (its ids as digits, the ids the terms use renumbered 1..k and
+        # every other id 0, so that codes fit int64), looked up in the terms' sorted codes.
+        term_ids = sorted({token for ids, _ in self.terms for token in ids})
+        self._base = len(term_ids) + 1
+        self._digits = np.zeros(max(term_ids, default=0) + 2, dtype="int64")
+        self._digits[term_ids] = np.arange(1, len(term_ids) + 1)
+        longest = max((len(ids) for ids, _ in self.terms), default=0)
+        if self._base**longest >= 2**62:
+            raise ValueError(
+                f"colour terms of {longest} tokens over {len(term_ids)} distinct ids do not fit "
+                "int64 codes; use fewer or shorter terms"
+            )
+        self._lookups = {}  # term length -> (sorted codes, their class indices)
+        for size in sorted({len(ids) for ids, _ in self.terms}):
+            codes = {}
+            for ids, colour in self.terms:
+                if len(ids) == size:
+                    code = 0
+                    for token in ids:
+                        code = code * self._base + int(self._digits[token])
+                    codes[code] = colour
+            order = sorted(codes)
+            self._lookups[size] = (
+                np.asarray(order, dtype="int64"),
+                np.asarray([codes[code] for code in order], dtype="int32"),
+            )
         # 1.0 at each continuation id; the last entry (0.0) stands for every id beyond the
         # table and for the padding past the end of a row.
         self._continues = None
@@ -206,27 +291,38 @@ class ColourMentions(layers.Layer):
         else:
             ends = ops.cast(ops.equal(token_ids, self.title_end_id), "int32")
             in_title = ops.cast(ops.equal(ops.cumsum(ends, axis=1), 0), "float32")
-        longest = max((len(ids) for ids, _ in self.terms), default=1)
+        longest = max(self._lookups, default=0)
         padded = ops.pad(token_ids, [[0, 0], [0, longest + 1]], constant_values=-1)
         continues = None
         if self._continues is not None:
             # 1 where the token continues the word before it.
-            outside = len(self._continues) - 1
-            index = ops.where(
-                (padded >= 0) & (padded < outside), padded, ops.full_like(padded, outside)
+            continues = ops.take(
+                ops.convert_to_tensor(self._continues), _table_index(padded, len(self._continues))
             )
-            continues = ops.take(ops.convert_to_tensor(self._continues), index)
-        mentions = [ops.zeros_like(in_title[:, 0]) for _ in COLOUR_CLASSES]
-        for ids, colour in self.terms:
-            found = in_title
-            for offset, token in enumerate(ids):
-                found = found * ops.cast(
-                    ops.equal(padded[:, offset : offset + length], token), "float32"
-                )
+        digits = ops.take(
+            ops.convert_to_tensor(self._digits), _table_index(padded, len(self._digits))
+        )
+        mentions = ops.zeros_like(in_title[:, :1]) + ops.zeros((len(COLOUR_CLASSES),))
+        code = ops.zeros_like(digits[:, :length])
+        for size in range(1, longest + 1):
+            # The code of the window of size tokens starting at each position.
+            code = code * self._base + digits[:, size - 1 : size - 1 + length]
+            if size not in self._lookups:
+                continue
+            sorted_codes, colours = (ops.convert_to_tensor(array) for array in self._lookups[size])
+            flat = ops.reshape(code, (-1,))
+            position = ops.minimum(
+                ops.searchsorted(sorted_codes, flat), len(self._lookups[size][0]) - 1
+            )
+            found = ops.cast(ops.equal(ops.take(sorted_codes, position), flat), "float32")
+            found = ops.reshape(found, ops.shape(code)) * in_title
             if continues is not None:
-                found = found * (1.0 - continues[:, len(ids) : len(ids) + length])
-            mentions[colour] = ops.maximum(mentions[colour], ops.max(found, axis=1))
-        return ops.stack(mentions, axis=1)
+                found = found * (1.0 - continues[:, size : size + length])
+            named = ops.one_hot(
+                ops.reshape(ops.take(colours, position), ops.shape(code)), len(COLOUR_CLASSES)
+            )
+            mentions = ops.maximum(mentions, ops.max(named * found[..., None], axis=1))
+        return mentions
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], len(COLOUR_CLASSES))
