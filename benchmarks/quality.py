@@ -36,6 +36,17 @@ ROWS = {
         "kind": "two_tower",
         "train": {"colour_negatives": 0.0},
     },
+    # train.ensemble_members 1 and 3, around params.yaml's 2.
+    "pmatch pretrained, 1 member": {
+        "features": "pretrained",
+        "kind": "two_tower",
+        "train": {"ensemble_members": 1},
+    },
+    "pmatch pretrained, 3 members": {
+        "features": "pretrained",
+        "kind": "two_tower",
+        "train": {"ensemble_members": 3},
+    },
     "pmatch from scratch": {"features": "scratch", "kind": "two_tower"},
     "seed_concat": {"features": "scratch", "kind": "seed_concat"},
     "colour hist + TF-IDF GBM": {"features": "scratch", "kind": "gbm"},

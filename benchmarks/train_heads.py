@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/train_heads.py
     .venv/bin/python benchmarks/train_heads.py --products 5000 --runs 3 --work ~/.cache/pmatch-bench
+    .venv/bin/python benchmarks/train_heads.py --members 1 --name train-heads-1-member
 
 Writes a seeded synthetic catalogue of --products products (pmatch.catalog.sample) and
 preprocesses it once with build_dataset: EfficientNet-Lite0 features of every photo at
@@ -9,8 +10,8 @@ preprocesses it once with build_dataset: EfficientNet-Lite0 features of every ph
 those feature settings). The extraction is timed (photos/s) and the dataset is kept under
 --work with its timing, so reruns skip both unless the code that builds it changed.
 Then trains the two-tower model on those features with train_model (params.yaml's train
-section, kind two_tower) --runs times, each in a fresh process: wall time (median), epochs
-run and peak RSS. Prints a table and writes benchmarks/results/train-heads.md and .json.
+section, kind two_tower; --members overrides train.ensemble_members) --runs times, each in
+a fresh process: wall time (median), epochs run and peak RSS. Prints a table and writes benchmarks/results/train-heads.md and .json.
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ def prepare(work: Path, products: int, seed: int, image_size: int) -> tuple[Path
     return dataset_dir, timing
 
 
-def train_once(dataset_dir: Path) -> dict:
-    """One training run (in a child process): train_model on the prepared features."""
+def train_once(dataset_dir: Path, members: int) -> dict:
+    """One training run (in a child process): train_model on the prepared features, with
+    members ensemble members (0: params.yaml's train.ensemble_members)."""
     from pmatch.config import load_params
     from pmatch.features.dataset import load_dataset
     from pmatch.model.training import train_model
@@ -127,6 +129,8 @@ def train_once(dataset_dir: Path) -> dict:
     dataset = load_dataset(dataset_dir)
     load_seconds = time.perf_counter() - started
     params = dataclasses.replace(load_params(ROOT / "params.yaml").train, kind="two_tower")
+    if members:
+        params = dataclasses.replace(params, ensemble_members=members)
     with tempfile.TemporaryDirectory(prefix="pmatch-heads-") as out:
         started = time.perf_counter()
         summary = train_model(dataset, params, out, verbose=0)
@@ -139,9 +143,9 @@ def train_once(dataset_dir: Path) -> dict:
     }
 
 
-def run_child(dataset_dir: Path) -> dict:
+def run_child(dataset_dir: Path, members: int) -> dict:
     output = subprocess.run(
-        [sys.executable, __file__, "--child", str(dataset_dir)],
+        [sys.executable, __file__, "--child", str(dataset_dir), "--members", str(members)],
         capture_output=True,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -159,10 +163,11 @@ def markdown(header: str, row: dict, timing: dict, runs: list[dict]) -> str:
         [
             header,
             "",
-            "| products | catalogue rows | train rows | train s (median) | train s (runs) "
-            "| contrastive epochs | match-head epochs | peak RSS MB | under 2 min |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| products | catalogue rows | train rows | ensemble members | train s (median) "
+            "| train s (runs) | contrastive epochs | match-head epochs | peak RSS MB | under 2 min |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             f"| {row['products']:,} | {extraction['rows']:,} | {train:,} "
+            f"| {summary.get('ensemble_members', 1)} "
             f"| {row['train_seconds']:.1f} | {', '.join(f'{run:.1f}' for run in row['runs'])} "
             f"| {summary.get('epochs_run')} | {summary.get('match_head_epochs')} "
             f"| {row['peak_rss_mb']:,.0f} | {'yes' if row['train_seconds'] < TARGET_SECONDS else 'no'} |",
@@ -175,8 +180,9 @@ def markdown(header: str, row: dict, timing: dict, runs: list[dict]) -> str:
             f"{timing['text_and_rest_seconds']:.0f} s ({timing['texts_per_second']:.1f} texts/s); "
             f"{timing['seconds'] / 60:.1f} min in all.",
             "",
-            "train s: train_model's wall time (contrastive heads, match head, saving the model "
-            "folder with the frozen backbones), each run in a fresh process, same seed; the "
+            "train s: train_model's wall time (contrastive heads, colour head and match head of "
+            "each ensemble member, saving the model folder with the frozen backbones), each run "
+            "in a fresh process, same seed; the epochs are the first member's; the "
             "features are loaded before the clock starts "
             f"({runs[0]['dataset_load_seconds']:.1f} s). Best validation AUC of the match head: "
             f"{summary.get('match_head_val_auc')}.",
@@ -200,10 +206,17 @@ def main() -> None:
         default=Path("~/.cache/pmatch-bench"),
         help="where the catalogue and its features are kept between runs",
     )
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=0,
+        help="train.ensemble_members for the runs (default: params.yaml's)",
+    )
+    parser.add_argument("--name", default="train-heads", help="results file name")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(train_once(args.child)))
+        print(json.dumps(train_once(args.child, args.members)))
         return
 
     started = time.perf_counter()
@@ -213,7 +226,7 @@ def main() -> None:
     dataset_dir, timing = prepare(work, args.products, args.seed, args.image_size)
     runs = []
     for run in range(args.runs):
-        runs.append(run_child(dataset_dir))
+        runs.append(run_child(dataset_dir, args.members))
         say(
             f"run {run + 1}/{args.runs}: {runs[-1]['train_seconds']:.1f} s, "
             f"{runs[-1]['summary'].get('epochs_run')} + "
@@ -237,7 +250,7 @@ def main() -> None:
     )
     print(text)
     write_results(
-        "train-heads",
+        args.name,
         text,
         {
             "machine": machine,
@@ -247,6 +260,7 @@ def main() -> None:
                 "seed": args.seed,
                 "image_size": args.image_size,
                 "runs": args.runs,
+                "members": args.members,
             },
             "load_average": {"before": load_before, "after": os.getloadavg()[0]},
             "wall_seconds": round(wall, 1),

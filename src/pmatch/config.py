@@ -84,6 +84,7 @@ class TrainParams:
     early_stopping_patience: int = 5
     colour_head: bool = True
     colour_negatives: float = 0.3
+    ensemble_members: int = 1
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def _check_ranges(params: Params) -> None:
         ("train.batch_size", params.train.batch_size),
         ("train.embedding_dim", params.train.embedding_dim),
         ("train.projection_dim", params.train.projection_dim),
+        ("train.ensemble_members", params.train.ensemble_members),
     ]:
         if value < 1:
             problems.append(f"{key} must be at least 1, got {value}")

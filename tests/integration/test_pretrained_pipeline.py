@@ -134,9 +134,9 @@ def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_input
     # The activations entering block 14 at 96 px (3 x 3 x 192), then the colour histogram.
     assert dataset.image_features.shape[1] == 3 * 3 * 192 + COLOUR_FEATURE_DIM
 
-    summary = train_model(
-        dataset, dataclasses.replace(params.train, num_epochs=3), tmp_path / "model", verbose=0
-    )
+    # One member, so the tuned blocks sit where the test looks for them.
+    train = dataclasses.replace(params.train, num_epochs=3, ensemble_members=1)
+    summary = train_model(dataset, train, tmp_path / "model", verbose=0)
     assert summary["unfrozen_blocks"] == 2 and summary["fine_tune_epochs"] >= 1
 
     matcher = Matcher.load(tmp_path / "model", threshold=0.5)
@@ -161,3 +161,63 @@ def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_input
     texts, photos = raw_inputs(tmp_path / "catalog", pairs, 96)
     from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
     np.testing.assert_allclose(from_raw, score_pairs(matcher, dataset, pairs), atol=1e-4)
+
+
+def test_an_ensemble_scores_the_mean_of_its_members_and_its_first_is_the_single_model(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from pmatch.evaluate import score_pairs
+    from pmatch.features.dataset import build_dataset, load_dataset
+    from pmatch.model.inference import Matcher
+    from pmatch.model.training import train_model
+
+    params, preprocess = small_pretrained_project(tmp_path, monkeypatch)
+    build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
+    dataset = load_dataset(tmp_path / "data")
+    single = dataclasses.replace(params.train, num_epochs=2, ensemble_members=1)
+    train_model(dataset, single, tmp_path / "single", verbose=0)
+    summary = train_model(
+        dataset, dataclasses.replace(single, ensemble_members=3), tmp_path / "ensemble", verbose=0
+    )
+    assert summary["ensemble_members"] == 3
+    for member in (2, 3):
+        member_summary = json.loads(
+            (tmp_path / f"ensemble/member-{member}/train_summary.json").read_text()
+        )
+        assert member_summary["seed"] == single.seed + member - 1
+        assert (tmp_path / f"ensemble/member-{member}/history.csv").is_file()
+
+    pairs = dataset.split_pairs("test")
+    ensemble = Matcher.load(tmp_path / "ensemble", threshold=0.5)
+    scores = score_pairs(ensemble, dataset, pairs)
+    # Each member scores its own slice of the stacked embeddings; the model gives their mean.
+    image_embeddings = ensemble.embed_image_features(dataset.image_features)
+    text_embeddings = ensemble.embed_text_features(dataset.text_features, dataset.colour_mentions)
+    image_rows = dataset.items["image_index"].to_numpy()[pairs["image_row"].to_numpy()]
+    width = image_embeddings.shape[1] // 3
+    members = []
+    for member in (1, 2, 3):
+        columns = slice((member - 1) * width, member * width)
+        scorer = ensemble.scorer.get_layer(f"scorer_{member}")
+        members.append(
+            np.asarray(
+                scorer(
+                    [
+                        image_embeddings[image_rows][:, columns],
+                        text_embeddings[pairs["text_row"].to_numpy()][:, columns],
+                    ]
+                )
+            ).reshape(-1)
+        )
+    np.testing.assert_allclose(scores, np.mean(members, axis=0), atol=1e-6)
+    assert np.abs(members[0] - members[1]).max() > 1e-3  # other seeds, other members
+    # Member 1 is the model train.ensemble_members 1 trains (same seed, deterministic).
+    np.testing.assert_allclose(
+        members[0], score_pairs(Matcher.load(tmp_path / "single"), dataset, pairs), atol=1e-5
+    )
+    # And the saved model scores raw photos and titles as it scores features.
+    texts, photos = raw_inputs(tmp_path / "catalog", pairs.head(6), ensemble.image_size)
+    from_raw = ensemble.score_embeddings(ensemble.embed_images(photos), ensemble.embed_texts(texts))
+    np.testing.assert_allclose(from_raw, scores[:6], atol=1e-4)

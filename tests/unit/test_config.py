@@ -116,6 +116,7 @@ def test_a_boolean_is_rejected_for_a_number(raw, key):
         ({"monitor": {"drift_threshold": 0}}, "monitor.drift_threshold must be positive"),
         ({"preprocess": {"unfrozen_blocks": 17}}, "preprocess.unfrozen_blocks must be in [0, 16]"),
         ({"train": {"colour_negatives": 1.5}}, "train.colour_negatives is the share"),
+        ({"train": {"ensemble_members": 0}}, "train.ensemble_members must be at least 1"),
         (
             {"preprocess": {"unfrozen_blocks": 2, "image_features": "pixels", "image_size": 64}},
             "preprocess.unfrozen_blocks fine-tunes EfficientNet-Lite0's top blocks",

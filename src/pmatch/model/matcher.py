@@ -59,7 +59,7 @@ class PairFeatures(layers.Layer):
         return {**super().get_config(), "projection_dim": self.projection_dim}
 
 
-def build_scorer(projection_dim: int, colour_classes: int = 0) -> keras.Model:
+def build_scorer(projection_dim: int, colour_classes: int = 0, name: str = "scorer") -> keras.Model:
     """The match head: a small MLP over PairFeatures of two embeddings, score in [0, 1].
 
     It reads only embeddings, so a batch can be scored from cached tower outputs. It is
@@ -76,7 +76,43 @@ def build_scorer(projection_dim: int, colour_classes: int = 0) -> keras.Model:
     hidden = layers.Dropout(0.2, name="dropout")(hidden)
     score = layers.Dense(1, activation="sigmoid", name="match_probability")(hidden)
     score = layers.Flatten(name="score")(score)
-    return keras.Model([image_embedding, text_embedding], score, name="scorer")
+    return keras.Model([image_embedding, text_embedding], score, name=name)
+
+
+def stack_members(members) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """The image tower, text tower and scorer of an ensemble, shaped as one member's.
+
+    members: objects with image_side, text_side and scorer (pmatch.model.training.Member).
+    Each tower puts the members' outputs side by side; the scorer gives member k its slice
+    of each and averages their scores. So scoring from cached embeddings works as for one
+    member. One member is returned as it is.
+    """
+    from pmatch.model.colour import ColumnSlice
+
+    if len(members) == 1:
+        return members[0].image_side, members[0].text_side, members[0].scorer
+    towers = []
+    for side, name in (("image_side", "image_tower"), ("text_side", "text_tower")):
+        inputs = fresh_inputs(getattr(members[0], side))
+        outputs = [getattr(member, side)(inputs) for member in members]
+        towers.append(keras.Model(inputs, layers.Concatenate(name="members")(outputs), name=name))
+    width = members[0].scorer.input_shape[0][-1]
+    image_embedding = keras.Input(shape=(width * len(members),), name="image_embedding")
+    text_embedding = keras.Input(shape=(width * len(members),), name="text_embedding")
+    scores = []
+    for index, member in enumerate(members):
+        columns = (index * width, (index + 1) * width)
+        scores.append(
+            member.scorer(
+                [
+                    ColumnSlice(*columns, name=f"image_member_{index + 1}")(image_embedding),
+                    ColumnSlice(*columns, name=f"text_member_{index + 1}")(text_embedding),
+                ]
+            )
+        )
+    score = layers.Average(name="score")(scores)
+    scorer = keras.Model([image_embedding, text_embedding], score, name="scorer")
+    return towers[0], towers[1], scorer
 
 
 def build_feature_head(
@@ -181,7 +217,9 @@ def build_contrastive_trainer(image_tower: keras.Model, text_tower: keras.Model)
     return keras.Model({image.name: image, text.name: text}, logits, name="contrastive_trainer")
 
 
-def build_image_tower(head: keras.Model, colour_head=None, colour_features=None) -> keras.Model:
+def build_image_tower(
+    head: keras.Model, colour_head=None, colour_features=None, name: str = "image_tower"
+) -> keras.Model:
     """What the scorer reads of a photo: the head's embedding, then (with a colour head) the
     colour probabilities of colour_features(photo input), a layer picking colour features."""
     inputs = fresh_inputs(head)
@@ -189,17 +227,17 @@ def build_image_tower(head: keras.Model, colour_head=None, colour_features=None)
     if colour_head is not None:
         colours = colour_head(colour_features(inputs))
         embedding = layers.Concatenate(name="with_colour")([embedding, colours])
-    return keras.Model(inputs, embedding, name="image_tower")
+    return keras.Model(inputs, embedding, name=name)
 
 
-def build_text_tower(head: keras.Model, colour_classes: int = 0) -> keras.Model:
+def build_text_tower(
+    head: keras.Model, colour_classes: int = 0, name: str = "text_tower"
+) -> keras.Model:
     """What the scorer reads of a text: the head's embedding, then (colour_classes > 0) the
     colours its title names, an input computed by ColourMentions."""
     inputs = fresh_inputs(head)
     if not colour_classes:
-        return keras.Model(inputs, head(inputs), name="text_tower")
+        return keras.Model(inputs, head(inputs), name=name)
     mentions = keras.Input(shape=(colour_classes,), name="colour_mentions")
     embedding = layers.Concatenate(name="with_colour")([head(inputs), mentions])
-    return keras.Model(
-        {inputs.name: inputs, "colour_mentions": mentions}, embedding, name="text_tower"
-    )
+    return keras.Model({inputs.name: inputs, "colour_mentions": mentions}, embedding, name=name)
