@@ -84,7 +84,7 @@ class TrainParams:
     early_stopping_patience: int = 5
     colour_head: bool = True
     colour_negatives: float = 0.3
-    ensemble_members: int = 1
+    ensemble_members: int = 2
 
 
 @dataclass(frozen=True)
