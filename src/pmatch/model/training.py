@@ -261,6 +261,9 @@ def train_model(
                 suffix="" if params.ensemble_members == 1 else f"_{index + 1}",
             )
         )
+        if index > 0:
+            summary_file = log_dir / "train_summary.json"
+            summary_file.write_text(json.dumps(members[-1].summary, indent=2))
     image_side, text_side, scorer = stack_members(members)
     first = members[0]
     image_encoder, text_encoder = inference_encoders(
@@ -272,10 +275,6 @@ def train_model(
         summary["trainable_parameters"] = sum(
             member.summary["trainable_parameters"] for member in members
         )
-        for index, member in enumerate(members[1:], start=2):
-            (out_dir / f"member-{index}" / "train_summary.json").write_text(
-                json.dumps(member.summary, indent=2)
-            )
     return save_model_folder(model, dataset, preprocessing, first.history, summary, out_dir)
 
 
