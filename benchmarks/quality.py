@@ -2,12 +2,18 @@
 
     .venv/bin/python benchmarks/quality.py --catalog data/sample --splits 1
     .venv/bin/python benchmarks/quality.py --catalog ../shared/data/luma --splits 3
+    .venv/bin/python benchmarks/quality.py --catalog ../shared/data/luma \
+        --rows "pmatch pretrained" --set preprocess.max_tokens=16 --name quality-luma-tokens16
 
 Every row is measured on the same seeded splits (disjoint by product) with the same
 protocol: per test item one match, one random and one hard negative; the threshold is
 chosen on validation. Each (row, split) trains in its own process so peak RSS is its own.
 Prints one table (mean +- standard deviation over splits) and writes it, with every
 number, to benchmarks/results/quality-<catalogue>.json and .md.
+
+--set SECTION.KEY=VALUE (repeatable) changes a preprocess or train param of params.yaml for
+the pretrained pmatch rows only, after the row's own settings, so one row can be compared
+with itself at another setting on the same splits (the baselines keep theirs).
 """
 
 from __future__ import annotations
@@ -57,8 +63,38 @@ SCRATCH_IMAGE_SIZE = 64
 COLUMNS = ("f1", "f1_hard_negatives", "roc_auc", "recall_at_5_image_to_text")
 
 
-def build(catalog: Path, features: str, seed: int, out: Path, params) -> float:
-    """Preprocesses the catalogue for one split seed; returns feature extraction seconds."""
+def parse_settings(settings: list[str]) -> dict[str, dict]:
+    """--set's SECTION.KEY=VALUE strings as {section: {key: value}}, checked against
+    pmatch.config (the error names the setting)."""
+    import yaml
+
+    from pmatch.config import ConfigError, parse_params
+
+    changes: dict[str, dict] = {}
+    for setting in settings:
+        name, equals, value = setting.partition("=")
+        section, dot, key = name.partition(".")
+        if not (equals and dot and section in ("preprocess", "train")):
+            raise SystemExit(
+                f"--set {setting!r}: write preprocess.KEY=VALUE or train.KEY=VALUE, "
+                "e.g. preprocess.max_tokens=16"
+            )
+        changes.setdefault(section, {})[key] = yaml.safe_load(value)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in changes.items():
+        raw[section] = {**raw[section], **values}
+    try:
+        parse_params(raw)
+    except ConfigError as error:
+        raise SystemExit(f"--set: {error}") from None
+    return changes
+
+
+def build(
+    catalog: Path, features: str, seed: int, out: Path, params, settings: dict | None = None
+) -> float:
+    """Preprocesses the catalogue for one split seed; returns feature extraction seconds.
+    settings: parse_settings' preprocess values, applied to pretrained features."""
     from pmatch.features.dataset import build_dataset
 
     pretrained = features.startswith("pretrained")
@@ -70,6 +106,8 @@ def build(catalog: Path, features: str, seed: int, out: Path, params) -> float:
         image_size=224 if pretrained else SCRATCH_IMAGE_SIZE,
         unfrozen_blocks=3 if features == "pretrained-top3" else 0,
     )
+    if pretrained and settings:
+        preprocess = dataclasses.replace(preprocess, **settings)
     started = time.perf_counter()
     build_dataset(catalog, preprocess, out)
     return time.perf_counter() - started
@@ -147,7 +185,9 @@ def gbm_scorer(dataset, seed: int):
     return lambda pairs: model.predict_proba(features(pairs))[:, 1]
 
 
-def run_one(row: str, dataset_dir: Path, seed: int, num_epochs: int) -> dict:
+def run_one(
+    row: str, dataset_dir: Path, seed: int, num_epochs: int, settings: dict | None = None
+) -> dict:
     """Trains and measures one row on one prepared split (runs in a child process)."""
     from pmatch.config import load_params
     from pmatch.evaluate import measure, score_pairs
@@ -168,6 +208,8 @@ def run_one(row: str, dataset_dir: Path, seed: int, num_epochs: int) -> dict:
             num_epochs=num_epochs or params.train.num_epochs,
             **ROWS[row].get("train", {}),
         )
+        if ROWS[row]["features"].startswith("pretrained") and settings:
+            train = dataclasses.replace(train, **settings)
         with tempfile.TemporaryDirectory() as model_dir:
             train_model(dataset, train, model_dir, verbose=0)
             matcher = Matcher.load(model_dir)
@@ -242,12 +284,21 @@ def main() -> None:
         "--name", help="results file name (default: quality-<catalogue folder name>)"
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="change a preprocess or train param for the pretrained pmatch rows (repeatable)",
+    )
+    parser.add_argument(
         "--one", nargs=3, metavar=("ROW", "DATASET", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    settings = parse_settings(args.set)
     if args.one:
         row, dataset_dir, seed = args.one
-        print(json.dumps(run_one(row, Path(dataset_dir), int(seed), args.num_epochs)))
+        result = run_one(row, Path(dataset_dir), int(seed), args.num_epochs, settings.get("train"))
+        print(json.dumps(result))
         return
 
     from pmatch.config import load_params
@@ -261,7 +312,14 @@ def main() -> None:
             prepared = {}
             for features in sorted({ROWS[row]["features"] for row in args.rows}):
                 prepared[features] = Path(work) / f"{features}-{split}"
-                seconds = build(args.catalog, features, seed, prepared[features], params)
+                seconds = build(
+                    args.catalog,
+                    features,
+                    seed,
+                    prepared[features],
+                    params,
+                    settings.get("preprocess"),
+                )
                 if features == "pretrained":
                     photos = len(np.load(prepared[features] / "image_features.npy", mmap_mode="r"))
                     extraction.append({"seconds": round(seconds, 1), "photos": photos})
@@ -281,6 +339,7 @@ def main() -> None:
                     __file__,
                     "--num-epochs",
                     str(epochs),
+                    *[f"--set={setting}" for setting in args.set],
                     "--one",
                     row,
                     str(prepared[ROWS[row]["features"]]),
@@ -310,12 +369,15 @@ def main() -> None:
         f"Quality on `{name}` ({args.splits} seeded split(s), {time.strftime('%Y-%m-%d')}, "
         f"{machine})"
     )
+    if args.set:
+        header += "\n\nPretrained pmatch rows with " + ", ".join(f"`{item}`" for item in args.set)
     text = markdown(table, header)
     if extraction:
         photos = sum(item["photos"] for item in extraction)
         seconds = sum(item["seconds"] for item in extraction)
         text += (
-            f"\n\nPretrained feature extraction (EfficientNet-Lite0 at 224 px + MiniLM, "
+            f"\n\nPretrained feature extraction (EfficientNet-Lite0 at "
+            f"{settings.get('preprocess', {}).get('image_size', 224)} px + MiniLM, "
             f"photos and texts): {photos / seconds:.1f} photos/s including text, "
             f"{seconds / len(extraction):.1f} s per split."
         )
@@ -326,6 +388,7 @@ def main() -> None:
         {
             "catalog": str(args.catalog),
             "splits": args.splits,
+            "settings": args.set,
             "machine": machine,
             "table": table,
             "runs": results,

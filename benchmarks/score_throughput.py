@@ -57,6 +57,7 @@ SCORING_FILES = (
     "src/pmatch/model/inference.py",
     "src/pmatch/features/images.py",
     "src/pmatch/features/pretrained.py",
+    "src/pmatch/features/lite.py",
 )
 # A model folder written by train_model has no metrics.json; throughput does not depend on
 # where the decision threshold lies, so such a model scores with this one.
