@@ -19,8 +19,9 @@ model of each kind on a second, small catalogue (or takes --model), then measure
 - with --before REF: the same runs with the scoring code (SCORING_FILES) as it was at git
   REF, the rest of the package as in the working tree, and the largest score difference.
 
-Prints one table and writes it, with every run, to benchmarks/results/score-throughput.md
-and .json. Work files (catalogues, models, pairs) go to --work, or a temporary folder.
+Prints one table and writes it, with every run, to benchmarks/results/<--name>.md and
+.json (default name: score-throughput). Work files (catalogues, models, pairs) go to
+--work, or a temporary folder.
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ def write_pairs(catalog: Path, photos: int, count: int, seed: int) -> Path:
     return path
 
 
-def train(kind: str, catalog: Path, out: Path, epochs: int) -> Path:
-    """A small model of this kind trained on catalog (quality is beside the point here)."""
+def train(kind: str, catalog: Path, out: Path, epochs: int, inputs: dict | None = None) -> Path:
+    """A small model of this kind trained on catalog (quality is beside the point here).
+    inputs: preprocess settings that replace the kind's (image_size, max_tokens)."""
     from pmatch.config import load_params
     from pmatch.features.dataset import build_dataset, load_dataset
     from pmatch.model.training import MODEL_FILE, train_model
@@ -131,7 +133,8 @@ def train(kind: str, catalog: Path, out: Path, epochs: int) -> Path:
     say(f"{KIND_NAMES[kind]}: training a small model on {catalog.name}")
     params = load_params(ROOT / "params.yaml")
     preprocessed = out.with_name(out.name + "-preprocessed")
-    build_dataset(catalog, dataclasses.replace(params.preprocess, **KINDS[kind]), preprocessed)
+    settings = {**KINDS[kind], **(inputs or {})}
+    build_dataset(catalog, dataclasses.replace(params.preprocess, **settings), preprocessed)
     train_model(
         load_dataset(preprocessed),
         dataclasses.replace(params.train, num_epochs=epochs),
@@ -509,6 +512,15 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, help="folder for catalogues, models and pairs, kept for reruns"
     )
+    parser.add_argument(
+        "--image-size", type=int, help="the pretrained model's image_size (default 224)"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, help="the pretrained model's max_tokens (default: params.yaml's)"
+    )
+    parser.add_argument(
+        "--name", default="score-throughput", help="results file name (without extension)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -553,7 +565,14 @@ def main() -> None:
             else:
                 training = work / f"train-catalog-{args.train_products}-{args.seed + 1}"
                 write_catalogue(training, args.train_products, args.seed + 1)
-                model_dir = train(kind, training, work / f"model-{kind}", args.train_epochs)
+                inputs = {}
+                if kind == "pretrained":
+                    given = {"image_size": args.image_size, "max_tokens": args.max_tokens}
+                    inputs = {key: value for key, value in given.items() if value}
+                suffix = "".join(f"-{key}-{value}" for key, value in inputs.items())
+                model_dir = train(
+                    kind, training, work / f"model-{kind}{suffix}", args.train_epochs, inputs
+                )
             label = KIND_NAMES[kind]
             kind_rows, details[label] = measure_model(label, model_dir, files, args, work, code)
             rows += kind_rows
@@ -616,7 +635,7 @@ def main() -> None:
     text = markdown(rows, header, notes)
     print(text)
     write_results(
-        "score-throughput",
+        args.name,
         text,
         {
             "machine": machine,
