@@ -70,6 +70,8 @@ class PreprocessParams:
 # MBConv blocks in EfficientNet-Lite0 (pmatch.model.pretrained.efficientnet_lite.BLOCKS; kept
 # here so that validating params does not import Keras).
 EFFICIENTNET_LITE0_BLOCKS = 16
+# all-MiniLM-L6-v2's position embeddings (pmatch.model.pretrained.minilm.MiniLMArchitecture).
+MINILM_MAX_POSITIONS = 512
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,12 @@ def _check_ranges(params: Params) -> None:
     if pre.text_features not in ("tokens", "minilm"):
         problems.append(
             f"preprocess.text_features must be tokens or minilm, got {pre.text_features!r}"
+        )
+    elif pre.text_features == "minilm" and not 2 <= pre.max_tokens <= MINILM_MAX_POSITIONS:
+        problems.append(
+            f"preprocess.max_tokens must be in [2, {MINILM_MAX_POSITIONS}] with text_features "
+            "minilm (room for [CLS] and [SEP], at most MiniLM's position embeddings), got "
+            f"{pre.max_tokens}"
         )
     if params.train.kind not in ("two_tower", "seed_concat"):
         problems.append(f"train.kind must be two_tower or seed_concat, got {params.train.kind!r}")

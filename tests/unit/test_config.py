@@ -118,6 +118,14 @@ def test_a_boolean_is_rejected_for_a_number(raw, key):
         ({"train": {"colour_negatives": 1.5}}, "train.colour_negatives is the share"),
         ({"train": {"ensemble_members": 0}}, "train.ensemble_members must be at least 1"),
         (
+            {"preprocess": {"text_features": "minilm", "max_tokens": 1}},
+            "preprocess.max_tokens must be in [2, 512] with text_features minilm",
+        ),
+        (
+            {"preprocess": {"text_features": "minilm", "max_tokens": 600}},
+            "preprocess.max_tokens must be in [2, 512] with text_features minilm",
+        ),
+        (
             {"preprocess": {"unfrozen_blocks": 2, "image_features": "pixels", "image_size": 64}},
             "preprocess.unfrozen_blocks fine-tunes EfficientNet-Lite0's top blocks",
         ),
