@@ -533,6 +533,8 @@ def main() -> None:
         return
     if args.model is not None and len(args.models) != 1:
         parser.error("--model measures one model; name its kind with --models scratch|pretrained")
+    if args.model is not None and (args.image_size or args.max_tokens):
+        parser.error("--image-size and --max-tokens train a model; --model measures a given one")
 
     started = time.perf_counter()
     load_before = os.getloadavg()
