@@ -58,7 +58,9 @@ ROWS = {
     "colour hist + TF-IDF GBM": {"features": "scratch", "kind": "gbm"},
     "always match": {"features": "scratch", "kind": "always_match"},
 }
-# The from-scratch CNNs read small photos (as in params.yaml's comment).
+# EfficientNet-Lite0 reads 224 px photos; the from-scratch CNNs small ones (as in
+# params.yaml's comment).
+PRETRAINED_IMAGE_SIZE = 224
 SCRATCH_IMAGE_SIZE = 64
 COLUMNS = ("f1", "f1_hard_negatives", "roc_auc", "recall_at_5_image_to_text")
 
@@ -103,7 +105,7 @@ def build(
         seed=seed,
         image_features="efficientnet_lite0" if pretrained else "pixels",
         text_features="minilm" if pretrained else "tokens",
-        image_size=224 if pretrained else SCRATCH_IMAGE_SIZE,
+        image_size=PRETRAINED_IMAGE_SIZE if pretrained else SCRATCH_IMAGE_SIZE,
         unfrozen_blocks=3 if features == "pretrained-top3" else 0,
     )
     if pretrained and settings:
@@ -375,9 +377,9 @@ def main() -> None:
     if extraction:
         photos = sum(item["photos"] for item in extraction)
         seconds = sum(item["seconds"] for item in extraction)
+        size = settings.get("preprocess", {}).get("image_size", PRETRAINED_IMAGE_SIZE)
         text += (
-            f"\n\nPretrained feature extraction (EfficientNet-Lite0 at "
-            f"{settings.get('preprocess', {}).get('image_size', 224)} px + MiniLM, "
+            f"\n\nPretrained feature extraction (EfficientNet-Lite0 at {size} px + MiniLM, "
             f"photos and texts): {photos / seconds:.1f} photos/s including text, "
             f"{seconds / len(extraction):.1f} s per split."
         )

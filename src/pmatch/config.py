@@ -70,7 +70,8 @@ class PreprocessParams:
 # MBConv blocks in EfficientNet-Lite0 (pmatch.model.pretrained.efficientnet_lite.BLOCKS; kept
 # here so that validating params does not import Keras).
 EFFICIENTNET_LITE0_BLOCKS = 16
-# all-MiniLM-L6-v2's position embeddings (pmatch.model.pretrained.minilm.MiniLMArchitecture).
+# all-MiniLM-L6-v2's position embeddings; pmatch.model.pretrained.minilm.MiniLMArchitecture
+# takes its max_positions from here.
 MINILM_MAX_POSITIONS = 512
 
 

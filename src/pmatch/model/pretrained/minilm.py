@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from pmatch.config import MINILM_MAX_POSITIONS
 from pmatch.model.pretrained.cache import cached_weights_path as cached_path
 from pmatch.model.pretrained.cache import installed_package_dir, load_or_convert
 
@@ -49,7 +50,7 @@ class MiniLMArchitecture:
     num_layers: int = 6
     num_heads: int = 12
     intermediate_size: int = 1536
-    max_positions: int = 512
+    max_positions: int = MINILM_MAX_POSITIONS
     type_vocabulary_size: int = 2
     layer_norm_epsilon: float = 1e-12
 
