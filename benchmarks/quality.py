@@ -138,10 +138,11 @@ COLOUR_WORDS = (
 
 
 def colour_histogram(images: np.ndarray) -> np.ndarray:
-    """Foreground hue / grey-level shares of uint8 photos (pmatch.model.colour)."""
+    """Foreground hue / grey-level shares of uint8 photos (pmatch.model.colour), without
+    pmatch's colour-name shares: the baseline is a plain colour histogram."""
     from pmatch.model.colour import ColourHistogram
 
-    layer = ColourHistogram()
+    layer = ColourHistogram(colour_names=False)
     return np.concatenate(
         [np.asarray(layer(images[start : start + 256])) for start in range(0, len(images), 256)]
     )

@@ -13,11 +13,14 @@ from pmatch.model.colour import (
     COLOUR_CLASSES,
     COLOUR_FEATURE_DIM,
     GREY_BINS,
+    HISTOGRAM_DIM,
     HUE_BINS,
+    NAME_REGIONS,
     SATURATION_BINS,
     VALUE_BINS,
     ColourHistogram,
     ColourMentions,
+    colour_name_table,
     colour_term_ids,
     misspellings,
 )
@@ -59,6 +62,60 @@ def test_edges_of_the_photo_do_not_count():
     photo[0, :, :6] = (200, 20, 20)
     features = np.asarray(ColourHistogram()(photo))[0]
     assert features[: SATURATION_BINS * VALUE_BINS].max() < 0.05
+
+
+def _name_shares(photo) -> dict[str, np.ndarray]:
+    """The colour-name shares of a photo: {region: {colour: share}} for NAME_REGIONS."""
+    features = np.asarray(ColourHistogram()(photo))[0, HISTOGRAM_DIM:]
+    shares = features.reshape(len(NAME_REGIONS), len(COLOUR_CLASSES)) ** 2
+    return [dict(zip(COLOUR_CLASSES, region)) for region in shares]
+
+
+@pytest.mark.parametrize(
+    ("rgb", "colour"),
+    [
+        ((200, 20, 20), "red"),
+        ((20, 40, 200), "blue"),
+        ((20, 25, 70), "navy"),
+        ((30, 150, 40), "green"),
+        ((250, 140, 0), "orange"),
+        ((128, 128, 128), "gray"),
+        ((10, 10, 10), "black"),
+        ((120, 40, 160), "purple"),
+        ((250, 120, 180), "pink"),
+    ],
+)
+def test_colour_names_read_the_product_colour_as_people_name_it(rgb, colour):
+    centre, _, _ = _name_shares(square_photo(rgb))
+    assert max(centre, key=centre.get) == colour
+    assert centre[colour] == pytest.approx(1.0)  # the white background does not count
+
+
+def test_colour_names_read_tops_and_bottoms_apart_and_skip_skin():
+    """A model in a blue top and black shorts, with bare arms: the upper region reads blue,
+    the lower black, and the skin counts in neither."""
+    photo = np.full((1, 64, 64, 3), 255, dtype="uint8")
+    photo[0, 8:32, 16:48] = (20, 40, 200)  # top
+    photo[0, 32:60, 16:48] = (10, 10, 10)  # shorts
+    photo[0, 8:60, 16:22] = (224, 172, 140)  # an arm, skin-toned
+    _, upper, lower = _name_shares(photo)
+    assert max(upper, key=upper.get) == "blue" and max(lower, key=lower.get) == "black"
+    assert upper["blue"] > 0.7 and lower["black"] > 0.7
+    assert upper["orange"] + upper["beige"] + upper["pink"] + upper["brown"] < 0.05
+
+
+def test_colour_name_table_names_every_cell_and_covers_the_classes():
+    table = colour_name_table()
+    assert table.shape == (32**3,) and table.min() >= 0
+    assert set(np.unique(table)) == set(range(len(COLOUR_CLASSES)))
+
+
+def test_models_saved_before_colour_names_keep_reading_the_histogram_alone():
+    config = ColourHistogram().get_config()
+    del config["colour_names"]
+    old = ColourHistogram.from_config(config)
+    assert np.asarray(old(square_photo((200, 20, 20)))).shape == (1, HISTOGRAM_DIM)
+    assert ColourHistogram().compute_output_shape((1, 64, 64, 3)) == (1, COLOUR_FEATURE_DIM)
 
 
 def _mentions(texts, vocabulary: Vocabulary) -> np.ndarray:

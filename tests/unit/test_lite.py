@@ -93,7 +93,7 @@ def test_keras_runtime_and_a_failed_conversion_fall_back_to_keras(
     assert "@" not in image_feature_key(64)
 
     monkeypatch.setenv("PMATCH_IMAGE_RUNTIME", "tflite")
-    assert image_feature_key(64).startswith("efficientnet_lite0+colour@tflite/")
+    assert image_feature_key(64).startswith("efficientnet_lite0+colour-names@tflite/")
 
     def broken(network):
         raise RuntimeError("op not supported")

@@ -124,9 +124,10 @@ def image_feature_key(image_size: int, unfrozen_blocks: int = 0) -> str:
     from pmatch.features.store import FeatureStore
     from pmatch.model.pretrained.efficientnet_lite import WEIGHTS_DISTRIBUTION
 
-    name = "efficientnet_lite0+colour"
+    # "+colour-names": the colour columns include ColourHistogram's colour-name shares.
+    name = "efficientnet_lite0+colour-names"
     if unfrozen_blocks:
-        name = f"efficientnet_lite0-below-top-{unfrozen_blocks}+colour"
+        name = f"efficientnet_lite0-below-top-{unfrozen_blocks}+colour-names"
     if image_runtime() != "keras":
         name += f"@{image_runtime()}"
     return FeatureStore.encoder_key(name, image_size, WEIGHTS_DISTRIBUTION)

@@ -3,7 +3,8 @@
 Colour variants of one product differ mostly in colour, which ImageNet features and
 sentence embeddings keep only weakly. Three pieces give the matcher an explicit signal:
 
-- ColourHistogram: foreground hue / saturation / brightness shares of a photo;
+- ColourHistogram: foreground hue / saturation / brightness shares of a photo, and the
+  shares of its pixels each basic colour name fits (colour_name_table);
 - ColourMentions: which basic colour terms a title names, from its token ids;
 - build_colour_head: a classifier from the histogram to the colour terms, trained on the
   catalogue's own photos and the colours their titles name.
@@ -13,6 +14,8 @@ model at scoring time.
 """
 
 from __future__ import annotations
+
+import functools
 
 import keras
 import numpy as np
@@ -79,12 +82,64 @@ HUE_BINS = 24
 SATURATION_BINS = 2
 VALUE_BINS = 2
 GREY_BINS = 6
-COLOUR_FEATURE_DIM = HUE_BINS * SATURATION_BINS * VALUE_BINS + GREY_BINS + 2
+HISTOGRAM_DIM = HUE_BINS * SATURATION_BINS * VALUE_BINS + GREY_BINS + 2
+# Colour-name shares in three regions of the photo: its centre, upper half and lower half
+# (where a top and where trousers or shorts are worn), (top, bottom) as shares of its height.
+NAME_REGIONS = ((0.15, 0.9), (0.1, 0.55), (0.5, 0.95))
+NAME_LEVELS = 32  # colour_name_table's cells per RGB channel
+COLOUR_FEATURE_DIM = HISTOGRAM_DIM + len(NAME_REGIONS) * len(COLOUR_CLASSES)
+
+
+@functools.lru_cache(maxsize=1)
+def colour_name_table(levels: int = NAME_LEVELS) -> np.ndarray:
+    """(levels**3,) int32: for each cell of the RGB cube (index (r * levels + g) * levels + b
+    of the channels quantised to levels steps), the COLOUR_CLASSES index of the basic colour
+    whose name people give its nearest colour (CIE Lab distance) in the XKCD colour survey.
+
+    The survey named about 950 colours from 200,000 people's answers (matplotlib ships it
+    as XKCD_COLORS); the name's last colour term is its basic colour ("dusty rose" is pink,
+    "olive green" green), and names without one ("puce", "dust") are left out. It reads
+    a photo's colour as people name it, without training on any catalogue.
+    """
+    from matplotlib.colors import XKCD_COLORS, to_rgb
+
+    references, classes = [], []
+    for name, value in sorted(XKCD_COLORS.items()):
+        words = name.removeprefix("xkcd:").replace("/", " ").split()
+        named = [COLOUR_TERMS[word] for word in words if word in COLOUR_TERMS]
+        if named:
+            references.append(to_rgb(value))
+            classes.append(COLOUR_CLASSES.index(named[-1]))
+    reference_lab, classes = _srgb_to_lab(np.array(references)), np.array(classes, "int32")
+    steps = (np.arange(levels) + 0.5) / levels
+    cells = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    cells_lab = _srgb_to_lab(cells)
+    table = np.empty(len(cells), dtype="int32")
+    for start in range(0, len(cells), 4096):
+        chunk = cells_lab[start : start + 4096]
+        distances = ((chunk[:, None, :] - reference_lab[None]) ** 2).sum(axis=-1)
+        table[start : start + 4096] = classes[distances.argmin(axis=1)]
+    return table
+
+
+def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) of sRGB colours in [0, 1], shape (..., 3)."""
+    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    to_xyz = np.array(
+        [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]
+    )
+    xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])],
+        axis=-1,
+    )
 
 
 @keras.saving.register_keras_serializable(package="pmatch")
 class ColourHistogram(layers.Layer):
-    """uint8 RGB photos in, COLOUR_FEATURE_DIM colour features out.
+    """uint8 RGB photos in, COLOUR_FEATURE_DIM colour features out (HISTOGRAM_DIM without
+    colour_names).
 
     Pixels brighter than background_level in every channel count as white background and
     are left out, as is everything outside the centre of the photo (where the product is;
@@ -92,6 +147,12 @@ class ColourHistogram(layers.Layer):
     for one of HUE_BINS x SATURATION_BINS x VALUE_BINS colour cells and the others for one of
     GREY_BINS brightness levels (black to white). The features are the square roots of the
     shares (so small shares still count), then the mean saturation and brightness.
+
+    With colour_names, then the square roots of the shares of foreground pixels whose colour
+    people name with each of COLOUR_CLASSES (colour_name_table), in each of NAME_REGIONS.
+    Skin-toned pixels (a classic RGB skin rule) do not count there: on a model, arms and
+    faces are not the product. On Luma these columns raise the colour head's accuracy on
+    unseen photos from 86% to 88% and the matcher's ROC-AUC by 0.005 (see the README).
     """
 
     def __init__(
@@ -102,6 +163,7 @@ class ColourHistogram(layers.Layer):
         centre_width: float = 0.6,
         centre_top: float = 0.15,
         centre_bottom: float = 0.9,
+        colour_names: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -111,6 +173,15 @@ class ColourHistogram(layers.Layer):
         self.centre_width = centre_width
         self.centre_top = centre_top
         self.centre_bottom = centre_bottom
+        self.colour_names = colour_names
+
+    def _region(self, top: float, bottom: float) -> np.ndarray:
+        """(size, size) 1.0 inside rows [top, bottom) of the centre columns, else 0.0."""
+        size = self.pooled_size
+        region = np.zeros((size, size), dtype="float32")
+        left = int(round(size * (1 - self.centre_width) / 2))
+        region[int(round(size * top)) : int(round(size * bottom)), left : size - left] = 1.0
+        return region
 
     def call(self, images):
         pixels = ops.cast(images, "float32") / 255.0
@@ -119,14 +190,9 @@ class ColourHistogram(layers.Layer):
         pixels = ops.image.resize(pixels, (size, size), interpolation="area")
         hsv = ops.image.rgb_to_hsv(pixels)
         hue, saturation, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-        centre = np.zeros((size, size), dtype="float32")
-        left = int(round(size * (1 - self.centre_width) / 2))
-        centre[
-            int(round(size * self.centre_top)) : int(round(size * self.centre_bottom)),
-            left : size - left,
-        ] = 1.0
-        foreground = ops.cast(ops.min(pixels, axis=-1) <= self.background_level, "float32")
-        foreground = foreground * ops.convert_to_tensor(centre)[None]
+        centre = self._region(self.centre_top, self.centre_bottom)
+        not_background = ops.cast(ops.min(pixels, axis=-1) <= self.background_level, "float32")
+        foreground = not_background * ops.convert_to_tensor(centre)[None]
         saturated = ops.cast(saturation > self.saturation_level, "float32")
         chromatic, grey = saturated * foreground, (1.0 - saturated) * foreground
         relative_saturation = (saturation - self.saturation_level) / (1 - self.saturation_level)
@@ -147,10 +213,28 @@ class ColourHistogram(layers.Layer):
         shares = ops.sqrt(counts / area[:, None])
         mean_saturation = ops.sum(saturation * foreground, axis=(1, 2)) / area
         mean_value = ops.sum(value * foreground, axis=(1, 2)) / area
-        return ops.concatenate([shares, mean_saturation[:, None], mean_value[:, None]], axis=-1)
+        features = [shares, mean_saturation[:, None], mean_value[:, None]]
+        if self.colour_names:
+            features += self._name_shares(pixels, not_background)
+        return ops.concatenate(features, axis=-1)
+
+    def _name_shares(self, pixels, not_background) -> list:
+        """The colour-name shares of the pooled pixels, one (batch, classes) per region."""
+        steps = _bin(pixels, NAME_LEVELS)
+        cell = (steps[..., 0] * NAME_LEVELS + steps[..., 1]) * NAME_LEVELS + steps[..., 2]
+        names = ops.one_hot(
+            ops.take(ops.convert_to_tensor(colour_name_table()), cell), len(COLOUR_CLASSES)
+        )
+        counted = not_background * (1.0 - _skin(pixels))
+        shares = []
+        for top, bottom in NAME_REGIONS:
+            region = counted * ops.convert_to_tensor(self._region(top, bottom))[None]
+            area = ops.maximum(ops.sum(region, axis=(1, 2)), 1.0)
+            shares.append(ops.sqrt(ops.sum(names * region[..., None], axis=(1, 2)) / area[:, None]))
+        return shares
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], COLOUR_FEATURE_DIM)
+        return (input_shape[0], COLOUR_FEATURE_DIM if self.colour_names else HISTOGRAM_DIM)
 
     def get_config(self):
         return {
@@ -161,7 +245,29 @@ class ColourHistogram(layers.Layer):
             "centre_width": self.centre_width,
             "centre_top": self.centre_top,
             "centre_bottom": self.centre_bottom,
+            "colour_names": self.colour_names,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Models saved before the colour-name columns existed read the histogram alone.
+        return cls(**{"colour_names": False, **config})
+
+
+def _skin(pixels):
+    """1.0 where an RGB pixel in [0, 1] has a skin tone (Kovac et al.'s daylight rule:
+    reddish, brighter in red than green than blue, not grey), else 0.0."""
+    red, green, blue = pixels[..., 0] * 255, pixels[..., 1] * 255, pixels[..., 2] * 255
+    skin = (
+        (red > 95)
+        & (green > 40)
+        & (blue > 20)
+        & (red - blue > 15)
+        & (red - green > 15)
+        & (red - green < 110)
+        & (green > blue)
+    )
+    return ops.cast(skin, "float32")
 
 
 def _table_index(ids, size: int):
