@@ -27,8 +27,9 @@ class Dataset:
     images: (unique photos, size, size, 3) uint8 when photos feed a CNN trained from
         scratch (preprocess.image_features: pixels), else None.
     image_features: (unique photos, 1280 + colour columns) frozen EfficientNet-Lite0
-        features and colour histogram (with preprocess.unfrozen_blocks > 0: the flattened
-        activations entering the blocks training fine-tunes, then the histogram), else None.
+        features and colour features (pmatch.model.colour.ColourHistogram; with
+        preprocess.unfrozen_blocks > 0: the flattened activations entering the blocks
+        training fine-tunes, then the colour features), else None.
     tokens: (rows, max_tokens) int32 word ids (preprocess.text_features: tokens), else None.
     text_features: (rows, 384) frozen MiniLM embeddings, else None.
     colour_mentions: (rows, colour classes) the colours each row's title names

@@ -17,8 +17,8 @@ TEXT_FEATURE_DIM = 384
 
 
 def image_feature_encoder(image_size: int, unfrozen_blocks: int = 0):
-    """Frozen features of uint8 photos of image_size, followed by the foreground colour
-    histogram (see pmatch.model.colour): EfficientNet-Lite0's 1280 ImageNet features, or
+    """Frozen features of uint8 photos of image_size, followed by their colour features
+    (pmatch.model.colour.ColourHistogram): EfficientNet-Lite0's 1280 ImageNet features, or
     with unfrozen_blocks > 0 the flattened activations entering its top unfrozen_blocks
     blocks (which training fine-tunes: see unfrozen_image_features)."""
     import keras
