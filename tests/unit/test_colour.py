@@ -68,7 +68,7 @@ def _name_shares(photo) -> dict[str, np.ndarray]:
     """The colour-name shares of a photo: {region: {colour: share}} for NAME_REGIONS."""
     features = np.asarray(ColourHistogram()(photo))[0, HISTOGRAM_DIM:]
     shares = features.reshape(len(NAME_REGIONS), len(COLOUR_CLASSES)) ** 2
-    return [dict(zip(COLOUR_CLASSES, region)) for region in shares]
+    return [dict(zip(COLOUR_CLASSES, region, strict=True)) for region in shares]
 
 
 @pytest.mark.parametrize(
