@@ -6,7 +6,7 @@ sentence embeddings keep only weakly. Three pieces give the matcher an explicit 
 - ColourHistogram: foreground hue / saturation / brightness shares of a photo, and the
   shares of its pixels each basic colour name fits (colour_name_table);
 - ColourMentions: which basic colour terms a title names, from its token ids;
-- build_colour_head: a classifier from the histogram to the colour terms, trained on the
+- build_colour_head: a classifier from those colour features to the colour terms, trained on the
   catalogue's own photos and the colours their titles name.
 
 Being layers, the same code computes features in preprocess and runs inside the saved
@@ -96,8 +96,8 @@ def colour_name_table(levels: int = NAME_LEVELS) -> np.ndarray:
     of the channels quantised to levels steps), the COLOUR_CLASSES index of the basic colour
     whose name people give its nearest colour (CIE Lab distance) in the XKCD colour survey.
 
-    The survey named about 950 colours from 200,000 people's answers (matplotlib ships it
-    as XKCD_COLORS); the name's last colour term is its basic colour ("dusty rose" is pink,
+    The survey's ~950 most common colour names come from over 200,000 people's answers
+    (matplotlib ships them as XKCD_COLORS); the name's last colour term is its basic colour ("dusty rose" is pink,
     "olive green" green), and names without one ("puce", "dust") are left out. It reads
     a photo's colour as people name it, without training on any catalogue.
     """
@@ -152,7 +152,7 @@ class ColourHistogram(layers.Layer):
     people name with each of COLOUR_CLASSES (colour_name_table), in each of NAME_REGIONS.
     Skin-toned pixels (a classic RGB skin rule) do not count there: on a model, arms and
     faces are not the product. On Luma these columns raise the colour head's accuracy on
-    unseen photos from 86% to 88% and the matcher's ROC-AUC by 0.005 (see the README).
+    unseen photos from 86% to 88% and the matcher's ROC-AUC from 0.949 to 0.955 (README).
     """
 
     def __init__(
