@@ -64,8 +64,8 @@ def test_edges_of_the_photo_do_not_count():
     assert features[: SATURATION_BINS * VALUE_BINS].max() < 0.05
 
 
-def _name_shares(photo) -> dict[str, np.ndarray]:
-    """The colour-name shares of a photo: {region: {colour: share}} for NAME_REGIONS."""
+def _name_shares(photo) -> list[dict[str, float]]:
+    """The colour-name shares of a photo: one {colour: share} per region of NAME_REGIONS."""
     features = np.asarray(ColourHistogram()(photo))[0, HISTOGRAM_DIM:]
     shares = features.reshape(len(NAME_REGIONS), len(COLOUR_CLASSES)) ** 2
     return [dict(zip(COLOUR_CLASSES, region, strict=True)) for region in shares]
