@@ -64,6 +64,7 @@ class PreprocessParams:
     hard_negatives: int = 1
     image_features: str = "efficientnet_lite0"
     text_features: str = "minilm"
+    text_precision: str = "int8"
     unfrozen_blocks: int = 0
 
 
@@ -73,6 +74,8 @@ EFFICIENTNET_LITE0_BLOCKS = 16
 # all-MiniLM-L6-v2's position embeddings; pmatch.model.pretrained.minilm.MiniLMArchitecture
 # takes its max_positions from here.
 MINILM_MAX_POSITIONS = 512
+# preprocess.text_precision: MiniLM's weights and activations (pmatch.features.lite).
+TEXT_PRECISIONS = ("float32", "int8")
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,12 @@ def _check_ranges(params: Params) -> None:
         problems.append(
             f"preprocess.text_features must be tokens or minilm, got {pre.text_features!r}"
         )
-    elif pre.text_features == "minilm" and not 2 <= pre.max_tokens <= MINILM_MAX_POSITIONS:
+    if pre.text_precision not in TEXT_PRECISIONS:
+        problems.append(
+            f"preprocess.text_precision must be {' or '.join(TEXT_PRECISIONS)}, got "
+            f"{pre.text_precision!r}"
+        )
+    if pre.text_features == "minilm" and not 2 <= pre.max_tokens <= MINILM_MAX_POSITIONS:
         problems.append(
             f"preprocess.max_tokens must be in [2, {MINILM_MAX_POSITIONS}] with text_features "
             "minilm (room for [CLS] and [SEP], at most MiniLM's position embeddings), got "

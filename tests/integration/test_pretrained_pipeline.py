@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -92,6 +93,16 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     texts, photos = raw_inputs(tmp_path / "catalog", pairs, matcher.image_size)
     from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
     np.testing.assert_allclose(from_raw, from_features, atol=1e-4)
+
+    # The model remembers the precision its text features had (params.yaml: int8); a model
+    # saved before text_precision existed reads float32 features, as it was trained on.
+    assert matcher.text_precision == preprocess.text_precision == "int8"
+    preprocessing_file = tmp_path / "model/preprocessing.json"
+    older = json.loads(preprocessing_file.read_text())
+    del older["text_precision"]
+    preprocessing_file.write_text(json.dumps(older))
+    assert Matcher.load(tmp_path / "model").text_precision == "float32"
+    preprocessing_file.write_text(json.dumps({**older, "text_precision": "int8"}))
 
     # The feature cache: preprocess fills it, and scoring the same photos and texts then
     # encodes nothing and gives the same scores.

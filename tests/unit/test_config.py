@@ -118,6 +118,10 @@ def test_a_boolean_is_rejected_for_a_number(raw, key):
         ({"train": {"colour_negatives": 1.5}}, "train.colour_negatives is the share"),
         ({"train": {"ensemble_members": 0}}, "train.ensemble_members must be at least 1"),
         (
+            {"preprocess": {"text_precision": "int4"}},
+            "preprocess.text_precision must be float32 or int8, got 'int4'",
+        ),
+        (
             {"preprocess": {"text_features": "minilm", "max_tokens": 1}},
             "preprocess.max_tokens must be in [2, 512] with text_features minilm",
         ),

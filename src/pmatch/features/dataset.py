@@ -121,7 +121,7 @@ def build_dataset(
     )
     if params.text_features == "minilm":
         arrays["text_features"] = extract_text_features(
-            frame["text"], params.max_tokens, store=feature_store
+            frame["text"], params.max_tokens, store=feature_store, precision=params.text_precision
         )
     else:
         arrays["tokens"] = vocabulary.encode(frame["text"], params.max_tokens)
@@ -174,6 +174,7 @@ def build_dataset(
         "max_tokens": params.max_tokens,
         "image_features": params.image_features,
         "text_features": params.text_features,
+        "text_precision": params.text_precision,
         "unfrozen_blocks": params.unfrozen_blocks,
     }
     (out_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))

@@ -45,6 +45,7 @@ class Matcher:
     text_features: str = "tokens"
     unfrozen_blocks: int = 0
     feature_store: object = None
+    text_precision: str = "float32"
 
     @classmethod
     def load(
@@ -93,6 +94,8 @@ class Matcher:
             text_features=preprocessing.get("text_features", "tokens"),
             unfrozen_blocks=int(preprocessing.get("unfrozen_blocks", 0)),
             feature_store=feature_store,
+            # Models trained before text_precision existed read float32 MiniLM features.
+            text_precision=preprocessing.get("text_precision", "float32"),
         )
 
     def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -133,7 +136,7 @@ class Matcher:
         backbone = self.text_encoder.get_layer("minilm")
         features, _ = cached_features(
             self.feature_store,
-            text_feature_key(self.max_tokens),
+            text_feature_key(self.max_tokens, self.text_precision),
             [text_digest(text) for text in texts],
             backbone.output_shape[-1],
             lambda positions: _predict(
@@ -141,7 +144,7 @@ class Matcher:
                 {"input_ids": ids[positions], "attention_mask": mask[positions]},
                 min(batch_size, TRANSFORMER_BATCH),
                 call=lambda model, batch: encode_texts(
-                    model, batch["input_ids"], batch["attention_mask"]
+                    model, batch["input_ids"], batch["attention_mask"], self.text_precision
                 ),
             ),
         )

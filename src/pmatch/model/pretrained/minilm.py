@@ -428,13 +428,15 @@ class PositionAndTokenTypeEmbedding(layers.Layer):
 
 
 def build_minilm_encoder(
-    max_tokens: int, architecture: MiniLMArchitecture = MiniLMArchitecture()
+    max_tokens: int | None, architecture: MiniLMArchitecture = MiniLMArchitecture()
 ) -> keras.Model:
     """all-MiniLM-L6-v2 with random weights: token ids in, unit-length 384-d embeddings out.
 
-    max_tokens: length of the input rows (at most 512, the position table's size). The
-        model takes {"input_ids", "attention_mask"}, both int32 [batch, max_tokens], as
-        WordPieceTokenizer.encode() returns them.
+    max_tokens: length of the input rows (at most 512, the position table's size), or None
+        for rows of any length up to 512 (what pmatch.features.lite converts, so that each
+        batch of texts runs at its own length). The model takes {"input_ids",
+        "attention_mask"}, both int32 [batch, max_tokens], as WordPieceTokenizer.encode()
+        returns them.
     architecture: the BERT's sizes; the default is all-MiniLM-L6-v2's.
 
     The BERT runs post-layer-norm blocks with exact GELU; padding is masked out of the
@@ -442,7 +444,7 @@ def build_minilm_encoder(
     Dropout is left out: the encoder is used frozen, at inference. Every row needs at
     least one 1 in its attention_mask (encode() always sets [CLS] and [SEP]).
     """
-    if not 2 <= max_tokens <= architecture.max_positions:
+    if max_tokens is not None and not 2 <= max_tokens <= architecture.max_positions:
         raise ValueError(
             f"max_tokens={max_tokens} is outside 2..{architecture.max_positions}: MiniLM needs "
             f"room for [CLS] and [SEP] and has {architecture.max_positions} position embeddings."
@@ -461,7 +463,7 @@ def build_minilm_encoder(
     )(hidden)
     hidden = layers.LayerNormalization(epsilon=epsilon, name="embeddings_norm")(hidden)
     # [batch, 1, keys]: every query position may attend to every real token, none to padding.
-    key_mask = layers.Reshape((1, max_tokens), name="key_mask")(attention_mask)
+    key_mask = layers.Reshape((1, max_tokens or -1), name="key_mask")(attention_mask)
 
     for index in range(architecture.num_layers):
         prefix = f"layer{index}"
