@@ -197,6 +197,9 @@ def extract_text_features(
     from pmatch.features.store import cached_features, text_digest
 
     encoder, tokenizer = None, None
+    if precision == "int8":
+        # The int8 network runs 64 texts at a time; more per batch sort better by length.
+        batch_size = max(batch_size, 1024)
     key = text_feature_key(max_tokens, precision)
     texts = list(texts)
     output = np.zeros((len(texts), TEXT_FEATURE_DIM), dtype="float32")

@@ -142,7 +142,11 @@ class Matcher:
             lambda positions: _predict(
                 backbone,
                 {"input_ids": ids[positions], "attention_mask": mask[positions]},
-                min(batch_size, TRANSFORMER_BATCH),
+                # In int8, TensorFlow Lite runs 64 texts at a time, however many it is given;
+                # the more it is given, the better they sort by length (less padding).
+                min(batch_size, TRANSFORMER_BATCH)
+                if self.text_precision == "float32"
+                else batch_size,
                 call=lambda model, batch: encode_texts(
                     model, batch["input_ids"], batch["attention_mask"], self.text_precision
                 ),
