@@ -5,6 +5,7 @@ about 2x faster there than through Keras' compiled predict function on 2 cores (
 110 photos/s at 224 px), and the features stay within 1e-5 of Keras'
 (tests/unit/test_lite.py). The runtime is one photo per call, so a photo's features never
 depend on which other photos share its batch, and the same on 1 or 2 threads.
+
 $PMATCH_IMAGE_RUNTIME picks it: `tflite` (default) or `keras` (the compiled predict
 function). Where TensorFlow Lite is missing or a network does not convert, pmatch warns
 once and uses Keras.
@@ -12,7 +13,8 @@ once and uses Keras.
 Texts: with `preprocess.text_precision: int8` (the default), MiniLM runs here with its
 weights in int8 and each token's activations quantised to int8 as it goes (TensorFlow
 Lite's dynamic-range quantisation), about 3x faster than Keras in float32 on 2 cores; the
-sentence embeddings keep a cosine above 0.99 to the float32 ones (tests/unit/test_lite.py).
+sentence embeddings keep a cosine above 0.99 to the float32 ones
+(tests/unit/test_lite_text.py).
 Texts run sorted by length, each batch cut to its longest text: padding is masked, so a
 text's embedding is the same to the bit whatever its batch and padding.
 
