@@ -59,15 +59,7 @@ class LiteNetwork:
     """A converted single-input network, called on a batch like Keras' predict_on_batch."""
 
     def __init__(self, flatbuffer: bytes, threads: int | None = None):
-        import tensorflow as tf
-
-        with warnings.catch_warnings():
-            # tf.lite.Interpreter warns that it moves to the ai-edge-litert package; it is
-            # still TensorFlow 2.21's (pinned) interpreter, and the one this was tested on.
-            warnings.simplefilter("ignore")
-            self.interpreter = tf.lite.Interpreter(
-                model_content=flatbuffer, num_threads=threads or _available_cores()
-            )
+        self.interpreter = _interpreter(flatbuffer, threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -155,13 +147,7 @@ class LiteTextNetwork:
     as WordPieceTokenizer.encode() returns them."""
 
     def __init__(self, flatbuffer: bytes, threads: int | None = None):
-        import tensorflow as tf
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the deprecation notice, as for LiteNetwork
-            self.interpreter = tf.lite.Interpreter(
-                model_content=flatbuffer, num_threads=threads or _available_cores()
-            )
+        self.interpreter = _interpreter(flatbuffer, threads)
         self.inputs = {
             detail["name"]: detail["index"] for detail in self.interpreter.get_input_details()
         }
@@ -246,6 +232,20 @@ def convert_text(encoder) -> bytes:
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # from_concrete_functions without a trackable_obj
         return converter.convert()
+
+
+def _interpreter(flatbuffer: bytes, threads: int | None):
+    """A TensorFlow Lite interpreter for flatbuffer on threads threads (default: every core
+    this process may use)."""
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        # tf.lite.Interpreter warns that it moves to the ai-edge-litert package; it is
+        # still TensorFlow 2.21's (pinned) interpreter, and the one this was tested on.
+        warnings.simplefilter("ignore")
+        return tf.lite.Interpreter(
+            model_content=flatbuffer, num_threads=threads or _available_cores()
+        )
 
 
 def _network_digest(network) -> str:
