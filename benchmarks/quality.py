@@ -53,6 +53,13 @@ ROWS = {
         "kind": "two_tower",
         "train": {"ensemble_members": 3},
     },
+    # train.text_head locked: MiniLM's top 128 principal directions, fixed; only the image
+    # head learns its way into them.
+    "pmatch pretrained, locked text": {
+        "features": "pretrained",
+        "kind": "two_tower",
+        "train": {"text_head": "locked", "projection_dim": 128},
+    },
     "pmatch from scratch": {"features": "scratch", "kind": "two_tower"},
     "seed_concat": {"features": "scratch", "kind": "seed_concat"},
     "colour hist + TF-IDF GBM": {"features": "scratch", "kind": "gbm"},

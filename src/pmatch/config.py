@@ -76,6 +76,11 @@ EFFICIENTNET_LITE0_BLOCKS = 16
 MINILM_MAX_POSITIONS = 512
 # preprocess.text_precision: MiniLM's weights and activations (pmatch.features.lite).
 TEXT_PRECISIONS = ("float32", "int8")
+# train.text_head: a projection head learned on the catalogue, or MiniLM's own principal
+# directions, fixed (pmatch.model.matcher.build_locked_text_head).
+TEXT_HEADS = ("learned", "locked")
+# Width of all-MiniLM-L6-v2's sentence embeddings.
+MINILM_DIM = 384
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class TrainParams:
     learning_rate: float = 0.002
     embedding_dim: int = 64
     projection_dim: int = 64
+    text_head: str = "learned"
     early_stopping_patience: int = 5
     colour_head: bool = True
     colour_negatives: float = 0.3
@@ -224,6 +230,21 @@ def _check_ranges(params: Params) -> None:
         problems.append(
             "train.kind seed_concat trains from scratch: it needs preprocess.image_features "
             "pixels and preprocess.text_features tokens"
+        )
+    if params.train.text_head not in TEXT_HEADS:
+        problems.append(
+            f"train.text_head must be {' or '.join(TEXT_HEADS)}, got {params.train.text_head!r}"
+        )
+    elif params.train.text_head == "locked" and pre.text_features != "minilm":
+        problems.append(
+            "train.text_head locked projects frozen MiniLM features: it needs "
+            f"preprocess.text_features minilm, got {pre.text_features!r}"
+        )
+    elif params.train.text_head == "locked" and params.train.projection_dim > MINILM_DIM:
+        problems.append(
+            f"train.text_head locked keeps projection_dim of MiniLM's {MINILM_DIM} principal "
+            f"directions: train.projection_dim must be at most {MINILM_DIM}, got "
+            f"{params.train.projection_dim}"
         )
     if not 0 <= params.train.colour_negatives <= 1:
         problems.append(

@@ -174,6 +174,44 @@ def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_input
     np.testing.assert_allclose(from_raw, score_pairs(matcher, dataset, pairs), atol=1e-4)
 
 
+def test_a_locked_text_head_stays_minilms_principal_directions_through_training(
+    tmp_path, monkeypatch
+):
+    from pmatch.evaluate import score_pairs
+    from pmatch.features.dataset import build_dataset, load_dataset
+    from pmatch.model.inference import Matcher
+    from pmatch.model.matcher import build_locked_text_head
+    from pmatch.model.training import train_model
+
+    params, preprocess = small_pretrained_project(tmp_path, monkeypatch)
+    build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
+    dataset = load_dataset(tmp_path / "data")
+    train = dataclasses.replace(
+        params.train, num_epochs=3, ensemble_members=1, text_head="locked", projection_dim=16
+    )
+    summary = train_model(dataset, train, tmp_path / "model", verbose=0)
+
+    matcher = Matcher.load(tmp_path / "model", threshold=0.5)
+    saved = matcher.text_encoder.get_layer("text_tower").get_layer("text_head")
+    train_rows = dataset.items.index[dataset.items["split"] == "train"].to_numpy()
+    built = build_locked_text_head(dataset.text_features[train_rows], 16)
+    # Neither the contrastive stage nor the match head moved it.
+    for weights, expected in zip(saved.get_weights(), built.get_weights(), strict=True):
+        np.testing.assert_allclose(weights, expected, atol=1e-6)
+    learned = train_model(
+        dataset,
+        dataclasses.replace(train, text_head="learned"),
+        tmp_path / "learned",
+        verbose=0,
+    )
+    assert summary["trainable_parameters"] < learned["trainable_parameters"]
+
+    pairs = dataset.split_pairs("test").head(8)
+    texts, photos = raw_inputs(tmp_path / "catalog", pairs, matcher.image_size)
+    from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
+    np.testing.assert_allclose(from_raw, score_pairs(matcher, dataset, pairs), atol=1e-4)
+
+
 def test_an_ensemble_scores_the_mean_of_its_members_and_its_first_is_the_single_model(
     tmp_path, monkeypatch
 ):

@@ -133,6 +133,15 @@ def test_a_boolean_is_rejected_for_a_number(raw, key):
             {"preprocess": {"unfrozen_blocks": 2, "image_features": "pixels", "image_size": 64}},
             "preprocess.unfrozen_blocks fine-tunes EfficientNet-Lite0's top blocks",
         ),
+        ({"train": {"text_head": "frozen"}}, "train.text_head must be learned or locked"),
+        (
+            {"preprocess": {"text_features": "tokens"}, "train": {"text_head": "locked"}},
+            "train.text_head locked projects frozen MiniLM features",
+        ),
+        (
+            {"train": {"text_head": "locked", "projection_dim": 512}},
+            "train.projection_dim must be at most 384, got 512",
+        ),
     ],
 )
 def test_out_of_range_values_are_named(raw, named):

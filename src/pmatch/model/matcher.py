@@ -145,6 +145,41 @@ def build_feature_head(
     return keras.Model(features, embedding, name=name)
 
 
+def build_locked_text_head(train_features, projection_dim: int, name: str = "text_head"):
+    """A fixed text head over frozen sentence embeddings: centred on the train texts' mean,
+    projected onto their projection_dim principal directions, unit length. Nothing in it
+    trains (train.text_head: locked), so the shared space keeps MiniLM's geometry and only
+    the image head learns to land in it, as in LiT's locked tower, with the roles swapped.
+
+    On a catalogue of a few hundred products a learned text head fits its train titles'
+    wording; a locked one keeps what MiniLM knows of products the train split does not show
+    (README: on Luma hard-negative F1 +0.017 over 9 runs, on the synthetic sample F1 -0.012).
+    """
+    train_features = np.asarray(train_features, dtype="float64")
+    rows, width = train_features.shape
+    if not 1 <= projection_dim <= width:
+        raise ValueError(
+            f"a locked text head keeps projection_dim of the text features' {width} principal "
+            f"directions: train.projection_dim must be in [1, {width}], got {projection_dim}"
+        )
+    mean = train_features.mean(axis=0)
+    _, _, directions = np.linalg.svd(train_features - mean, full_matrices=False)
+    if len(directions) < projection_dim:
+        # Fewer train texts than directions asked for: the rest span nothing the train
+        # split shows; any orthonormal completion will do.
+        basis = np.linalg.qr(np.concatenate([directions.T, np.eye(width)], axis=1))[0]
+        directions = basis[:, :projection_dim].T
+    features = keras.Input(shape=(width,), name="text_features")
+    centre = layers.Dense(width, name="centre", trainable=False)
+    project = layers.Dense(projection_dim, use_bias=False, name="projection", trainable=False)
+    embedding = layers.UnitNormalization(name="unit_norm")(project(centre(features)))
+    head = keras.Model(features, embedding, name=name)
+    centre.set_weights([np.eye(width, dtype="float32"), (-mean).astype("float32")])
+    project.set_weights([directions[:projection_dim].T.astype("float32")])
+    head.trainable = False
+    return head
+
+
 def assemble_matching_model(
     image_encoder: keras.Model, text_encoder: keras.Model, scorer: keras.Model
 ) -> keras.Model:

@@ -48,7 +48,7 @@ def matched_rows(dataset: Dataset, split: str) -> dict[str, np.ndarray]:
 def build_towers(dataset: Dataset, params: TrainParams):
     """The trainable towers for this dataset: a CNN or a head over frozen image features,
     a word-embedding tower or a head over frozen text features."""
-    from pmatch.model.matcher import build_feature_head
+    from pmatch.model.matcher import build_feature_head, build_locked_text_head
     from pmatch.model.towers import build_image_encoder, build_text_encoder
 
     train_rows = dataset.items.index[dataset.items["split"] == "train"].to_numpy()
@@ -63,12 +63,22 @@ def build_towers(dataset: Dataset, params: TrainParams):
             "image_features",
             front=unfrozen_front(dataset),
         )
+    if dataset.tokens is not None and params.text_head == "locked":
+        raise ValueError(
+            "train.text_head locked projects frozen MiniLM features, but this dataset holds "
+            "word ids (preprocess.text_features tokens); use train.text_head learned or "
+            "preprocess.text_features minilm"
+        )
     if dataset.tokens is not None:
         text_tower = build_text_encoder(
             len(dataset.vocabulary),
             int(dataset.tokens.shape[1]),
             params.embedding_dim,
             params.projection_dim,
+        )
+    elif params.text_head == "locked":
+        text_tower = build_locked_text_head(
+            dataset.text_features[train_rows], params.projection_dim, "text_head"
         )
     else:
         text_tower = build_feature_head(
@@ -394,7 +404,9 @@ def train_member(
         "train_rows": int(train_count),
         "val_rows": int(val_count),
         "trainable_parameters": int(
-            image_tower.count_params() + text_tower.count_params() + scorer.count_params()
+            image_tower.count_params()
+            + (0 if params.text_head == "locked" else text_tower.count_params())
+            + scorer.count_params()
         ),
         "best_val_contrastive_loss": round(float(np.min(history.history["val_loss"])), 5),
         **fine_tune,
@@ -514,7 +526,8 @@ def train_match_head(
     for layer in image_side.layers + text_side.layers:
         layer.trainable = False
     image_tower.trainable = dataset.images is None
-    text_tower.trainable = dataset.tokens is None
+    # A locked text head (train.text_head) stays as it was built.
+    text_tower.trainable = dataset.tokens is None and params.text_head != "locked"
     if find_front(image_tower) is not None:
         # The fine-tuned top blocks stay as the contrastive stage left them.
         find_front(image_tower).trainable = False
@@ -549,6 +562,7 @@ def train_match_head(
     )
     for layer in image_side.layers + text_side.layers:
         layer.trainable = True
+    text_tower.trainable = params.text_head != "locked"
     best = int(np.argmin(history.history["val_loss"]))
     return {
         "match_head_epochs": len(history.history["val_loss"]),
