@@ -58,6 +58,16 @@ def raw_inputs(catalog, pairs, image_size: int):
     return texts, photos
 
 
+def assert_raw_scores_match_features(matcher, dataset, catalog):
+    """The saved model scores 8 test pairs from raw photos and texts as from the features."""
+    from pmatch.evaluate import score_pairs
+
+    pairs = dataset.split_pairs("test").head(8)
+    texts, photos = raw_inputs(catalog, pairs, matcher.image_size)
+    from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
+    np.testing.assert_allclose(from_raw, score_pairs(matcher, dataset, pairs), atol=1e-4)
+
+
 def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     tmp_path, monkeypatch
 ):
@@ -132,7 +142,6 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
 def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_inputs(
     tmp_path, monkeypatch
 ):
-    from pmatch.evaluate import score_pairs
     from pmatch.features.dataset import build_dataset, load_dataset
     from pmatch.model.colour import COLOUR_FEATURE_DIM
     from pmatch.model.inference import Matcher
@@ -168,16 +177,12 @@ def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_input
     # A block below the cut is not in the tuned part at all.
     assert "block13_project_conv" not in {layer.name for layer in tuned.layers}
 
-    pairs = dataset.split_pairs("test").head(8)
-    texts, photos = raw_inputs(tmp_path / "catalog", pairs, 96)
-    from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
-    np.testing.assert_allclose(from_raw, score_pairs(matcher, dataset, pairs), atol=1e-4)
+    assert_raw_scores_match_features(matcher, dataset, tmp_path / "catalog")
 
 
 def test_a_locked_text_head_stays_minilms_principal_directions_through_training(
     tmp_path, monkeypatch
 ):
-    from pmatch.evaluate import score_pairs
     from pmatch.features.dataset import build_dataset, load_dataset
     from pmatch.model.inference import Matcher
     from pmatch.model.matcher import build_locked_text_head
@@ -206,10 +211,7 @@ def test_a_locked_text_head_stays_minilms_principal_directions_through_training(
     )
     assert summary["trainable_parameters"] < learned["trainable_parameters"]
 
-    pairs = dataset.split_pairs("test").head(8)
-    texts, photos = raw_inputs(tmp_path / "catalog", pairs, matcher.image_size)
-    from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
-    np.testing.assert_allclose(from_raw, score_pairs(matcher, dataset, pairs), atol=1e-4)
+    assert_raw_scores_match_features(matcher, dataset, tmp_path / "catalog")
 
 
 def test_an_ensemble_scores_the_mean_of_its_members_and_its_first_is_the_single_model(
