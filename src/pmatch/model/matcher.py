@@ -230,17 +230,25 @@ class BatchSimilarity(layers.Layer):
         return ops.matmul(image_embeddings, ops.transpose(text_embeddings)) * scale
 
 
-def symmetric_info_nce(unused_labels, logits):
-    """InfoNCE both ways: row i's image must pick text i among the batch, and text i its image.
+def symmetric_info_nce(product_ids, logits):
+    """InfoNCE both ways: row i's image must pick its product's texts among the batch, and
+    text i its product's images.
 
-    The labels are implicit (the diagonal), so the targets passed to fit() are ignored.
+    product_ids: one id per row of the batch. Rows of one product (its colour variants) are
+    positives of each other, as in supervised contrastive learning: their texts differ only
+    in the colour word, which the colour head reads, so the shared space is not asked to
+    pull them apart. With all ids distinct this is CLIP's loss (the diagonal is the label).
     """
-    targets = ops.arange(ops.shape(logits)[0])
-    image_to_text = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-    text_to_image = keras.losses.sparse_categorical_crossentropy(
-        targets, ops.transpose(logits), from_logits=True
-    )
-    return (image_to_text + text_to_image) / 2
+    product_ids = ops.reshape(product_ids, (-1,))
+    same_product = ops.equal(product_ids[:, None], product_ids[None, :])
+    # log(1) on positives, a large negative number elsewhere (log(0) would give NaN grads).
+    log_positive = ops.where(same_product, 0.0, -1e9)
+
+    def pick_positives(rows):
+        log_probability = rows - ops.logsumexp(rows, axis=1, keepdims=True)
+        return -ops.logsumexp(log_probability + log_positive, axis=1)
+
+    return (pick_positives(logits) + pick_positives(ops.transpose(logits))) / 2
 
 
 def build_contrastive_trainer(image_tower: keras.Model, text_tower: keras.Model) -> keras.Model:

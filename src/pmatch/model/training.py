@@ -34,15 +34,18 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def matched_rows(dataset: Dataset, split: str) -> dict[str, np.ndarray]:
-    """Each catalogue row of a split as a matched (photo, text) example, as the towers read it."""
+def matched_rows(dataset: Dataset, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each catalogue row of a split as a matched (photo, text) example, as the towers read
+    it, and each row's product as a number (the contrastive loss's labels)."""
     rows = dataset.items.index[dataset.items["split"] == split].to_numpy()
-    return {
+    products = pd.factorize(dataset.items["product_id"])[0].astype("float32")
+    inputs = {
         dataset.image_input_name: dataset.image_inputs(
             dataset.items["image_index"].to_numpy()[rows]
         ),
         dataset.text_input_name: dataset.text_inputs(rows),
     }
+    return inputs, products[rows]
 
 
 def build_towers(dataset: Dataset, params: TrainParams):
@@ -316,7 +319,8 @@ def train_member(
     """Trains the towers contrastively, then the colour head and the match head.
 
     1. The towers learn a shared space with symmetric InfoNCE over the train rows (in-batch
-       negatives, learnable temperature), early-stopped on validation loss. With frozen
+       negatives, a product's colour variants as positives of each other, learnable
+       temperature), early-stopped on validation loss. With frozen
        pretrained features only the projection heads train, in seconds. With
        preprocess.unfrozen_blocks > 0, EfficientNet-Lite0's top blocks are then fine-tuned
        with the heads at FINE_TUNE_LEARNING_RATE_FACTOR x the learning rate.
@@ -340,8 +344,7 @@ def train_member(
     trainer = build_contrastive_trainer(image_tower, text_tower)
 
     train_rows, val_rows = matched_rows(dataset, "train"), matched_rows(dataset, "val")
-    train_count = len(next(iter(train_rows.values())))
-    val_count = len(next(iter(val_rows.values())))
+    train_count, val_count = len(train_rows[1]), len(val_rows[1])
     if train_count < 2 or val_count < 2:
         raise ValueError(
             "the train or val split has fewer than 2 rows; the catalogue needs more products "
@@ -420,7 +423,10 @@ def fit_contrastive(
     trainer, train_rows, val_rows, params: TrainParams, learning_rate, log: Path, verbose: int
 ):
     """Fits the contrastive trainer on the matched train rows, early-stopped on the
-    validation rows' loss; the best epoch's weights are kept. Returns the Keras history."""
+    validation rows' loss; the best epoch's weights are kept. Returns the Keras history.
+
+    train_rows / val_rows: matched_rows' (inputs, product ids).
+    """
     import keras
 
     from pmatch.model.matcher import symmetric_info_nce
@@ -430,8 +436,6 @@ def fit_contrastive(
         loss=symmetric_info_nce,
         steps_per_execution=STEPS_PER_EXECUTION,
     )
-    train_count = len(next(iter(train_rows.values())))
-    val_count = len(next(iter(val_rows.values())))
     checkpoint = log.with_name(f"best-{log.stem}.weights.h5")
     callbacks = [
         keras.callbacks.EarlyStopping(
@@ -442,11 +446,10 @@ def fit_contrastive(
         ),
         keras.callbacks.CSVLogger(log),
     ]
-    # fit() needs targets; the contrastive loss ignores them (the diagonal is the label).
+    # The targets are the rows' products: colour variants in one batch are positives.
     history = trainer.fit(
-        train_rows,
-        np.zeros(train_count, dtype="float32"),
-        validation_data=(val_rows, np.zeros(val_count, dtype="float32")),
+        *train_rows,
+        validation_data=val_rows,
         epochs=params.num_epochs,
         batch_size=params.batch_size,
         shuffle=True,
