@@ -551,14 +551,16 @@ def train_match_head(
             params.colour_negatives,
             params.seed,
         )
+    # train.batch_size pairs per step at train.learning_rate: the same quality as half the
+    # batch at half the rate (Luma over 9 runs, the sample over 3: README), in half the steps.
     history = fit_on_pairs(
         pair_model,
         dataset,
         out_dir,
         verbose,
-        learning_rate=params.learning_rate / 2,
+        learning_rate=params.learning_rate,
         epochs=params.num_epochs * 2,
-        batch_size=32,
+        batch_size=params.batch_size,
         patience=params.early_stopping_patience * 2,
         colour="colour_mentions" in inputs,
         extra_train_pairs=extra_pairs,
