@@ -17,6 +17,8 @@ from pmatch.features.images import load_image, photos_per_batch
 PAIRS_FILE = "pairs.csv"
 REQUIRED_PAIR_COLUMNS = ("image_path", "text")
 DECODE_THREADS = 4
+# Texts per MiniLM call while scoring a file: progress is reported after each.
+TEXTS_PER_REPORT = 1024
 
 
 class PairsFileError(ValueError):
@@ -44,12 +46,13 @@ class _EmbeddingCache:
         return np.stack([self.entries[key] for key in keys])
 
 
-def _embed_photos(matcher, paths: list[Path], unreadable) -> np.ndarray:
+def _embed_photos(matcher, paths: list[Path], unreadable, progress=None) -> np.ndarray:
     """Embeddings of the photos at paths, in order.
 
     Threads decode the next batch while the encoder runs on this one, so at most two
     batches of pixels (photos_per_batch) are held, whatever the number of photos.
     unreadable(index, error) is called for the first photo that cannot be read; it raises.
+    progress: optional callable(photos done), called after each batch.
     """
     size = matcher.image_size
     batch = photos_per_batch(size)
@@ -74,7 +77,34 @@ def _embed_photos(matcher, paths: list[Path], unreadable) -> np.ndarray:
                         future.cancel()
                     unreadable(start + offset, photo)
             embeddings.append(matcher.embed_images(np.stack(photos)))
+            if progress:
+                progress(start + len(photos))
     return np.concatenate(embeddings)
+
+
+def _embed_texts(matcher, texts: list[str], progress=None) -> np.ndarray:
+    """Embeddings of texts, in order, TEXTS_PER_REPORT at a time (a text's embedding does
+    not depend on the others encoded with it); progress: as for _embed_photos."""
+    embeddings = []
+    for start in range(0, len(texts), TEXTS_PER_REPORT):
+        embeddings.append(matcher.embed_texts(texts[start : start + TEXTS_PER_REPORT]))
+        if progress:
+            progress(start + len(embeddings[-1]))
+    return np.concatenate(embeddings)
+
+
+def _file_progress(progress, counts: dict, kind: str, new: int):
+    """A callable(done) for encoding `new` more items of kind, reporting progress(done,
+    total) as counts over the whole file so far; None without progress."""
+    if progress is None:
+        return None
+    before = counts[kind]
+
+    def report(done: int) -> None:
+        counts[kind] = before + done
+        progress(counts[kind], before + new)
+
+    return report
 
 
 def _check_pairs(frame: pd.DataFrame, path: Path, first_line: int) -> None:
@@ -94,7 +124,13 @@ def _check_pairs(frame: pd.DataFrame, path: Path, first_line: int) -> None:
 
 
 def score_pairs_file(
-    matcher, pairs_csv: str | Path, out_csv: str | Path, chunk_rows: int = 20_000, progress=None
+    matcher,
+    pairs_csv: str | Path,
+    out_csv: str | Path,
+    chunk_rows: int = 20_000,
+    progress=None,
+    photo_progress=None,
+    text_progress=None,
 ) -> dict:
     """Scores every (image_path, text) row of pairs_csv and writes out_csv.
 
@@ -103,6 +139,10 @@ def score_pairs_file(
     of chunk_rows; each distinct photo and text is encoded once, photos a batch at a time,
     so memory follows chunk_rows and the batch, not the file. Raises PairsFileError
     naming the line of a missing or unreadable photo; nothing is written then.
+
+    progress: optional callable(pairs scored), called after each chunk. photo_progress /
+    text_progress: optional callables(encoded, total), called as new photos and texts are
+    encoded; both count over the file so far (total grows as chunks bring new ones).
     """
     pairs_csv, out_csv = Path(pairs_csv), Path(out_csv)
     if not pairs_csv.is_file():
@@ -117,6 +157,7 @@ def score_pairs_file(
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     scored = 0
     first_line = 2
+    encoded = {"photos": 0, "texts": 0}
     try:
         reader = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False, chunksize=chunk_rows)
         for chunk_index, chunk in enumerate(reader):
@@ -135,10 +176,15 @@ def score_pairs_file(
                         "fix image_path (relative to the pairs file's folder)"
                     ) from None
 
-                return _embed_photos(matcher, paths, unreadable)
+                report = _file_progress(photo_progress, encoded, "photos", len(keys))
+                return _embed_photos(matcher, paths, unreadable, report)
+
+            def embed_texts(keys):
+                report = _file_progress(text_progress, encoded, "texts", len(keys))
+                return _embed_texts(matcher, keys, report)
 
             image_embeddings = images.lookup(list(chunk["image_path"]), embed_photos)
-            text_embeddings = texts.lookup(list(chunk["text"]), matcher.embed_texts)
+            text_embeddings = texts.lookup(list(chunk["text"]), embed_texts)
             scores = matcher.score_embeddings(image_embeddings, text_embeddings)
             chunk["score"] = np.round(scores, 6)
             chunk["match"] = (scores >= matcher.threshold).astype(int)

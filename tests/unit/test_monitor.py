@@ -96,6 +96,27 @@ def test_scoring_keeps_the_columns_and_adds_score_and_match(tmp_path, chunk_rows
     assert leftovers(out_csv.parent) == ["scores.csv"]
 
 
+def test_scoring_reports_progress_over_the_whole_file(tmp_path):
+    pairs = write_batch(tmp_path / "batch", GOOD_ROWS)
+    reports: dict[str, list] = {"pairs": [], "photos": [], "texts": []}
+
+    score_pairs_file(
+        ColourMatcher(),
+        pairs,
+        tmp_path / "scores.csv",
+        chunk_rows=2,
+        progress=reports["pairs"].append,
+        photo_progress=lambda done, total: reports["photos"].append((done, total)),
+        text_progress=lambda done, total: reports["texts"].append((done, total)),
+    )
+
+    assert reports["pairs"] == [2, 4, 5]
+    # Chunks of 2 rows bring 1, 2 and 0 new photos and 2, 0 and 1 new texts: the counts
+    # and totals run over the file, so the last report is the file's distinct ones.
+    assert reports["photos"] == [(1, 1), (3, 3)]
+    assert reports["texts"] == [(2, 2), (3, 3)]
+
+
 def test_absolute_image_paths_are_used_as_they_are(tmp_path):
     photo_dir = tmp_path / "elsewhere"
     write_batch(photo_dir, [])

@@ -85,13 +85,16 @@ def build_dataset(
     out_dir: str | Path,
     progress=None,
     feature_store=None,
+    text_progress=None,
 ) -> dict:
     """Splits the catalogue, builds pairs per split, caches photos and encodes text.
 
     The vocabulary is fitted on the train split only, so validation and test words the
     model never saw map to [UNK] as they would in production. feature_store: a
     pmatch.features.store.FeatureStore for the frozen pretrained features (photos and texts
-    it holds are not encoded again). Returns a summary dict.
+    it holds are not encoded again). progress / text_progress: optional callables(done,
+    total), called as photos are loaded or encoded and as MiniLM encodes texts. Returns a
+    summary dict.
     """
     catalog, out_dir = Path(catalog), Path(out_dir)
     frame = read_catalog(catalog)
@@ -121,7 +124,11 @@ def build_dataset(
     )
     if params.text_features == "minilm":
         arrays["text_features"] = extract_text_features(
-            frame["text"], params.max_tokens, store=feature_store, precision=params.text_precision
+            frame["text"],
+            params.max_tokens,
+            text_progress,
+            store=feature_store,
+            precision=params.text_precision,
         )
     else:
         arrays["tokens"] = vocabulary.encode(frame["text"], params.max_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from pmatch.config import Params, load_params
@@ -27,11 +28,53 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def progress_printer(what: str):
+def progress_printer(
+    what: str,
+    unit: str | None = None,
+    every: float = 5.0,
+    started: float | None = None,
+    clock=time.monotonic,
+):
+    """A progress callable(done, total=None) that prints `what: done/total` on stderr.
+
+    It prints the first report, the last (done == total) and otherwise at most one line
+    every `every` seconds, so batches of a few photos do not flood a log. A line adds the
+    rate (unit per second, default the first word of what) and, until a known total is
+    reached, about how long is left. The rate counts from `started` (a clock() reading)
+    or else from the first report, so loading a network before the first batch does not
+    count. clock: seconds, for tests.
+    """
+    first: list[tuple[float, int]] = [] if started is None else [(started, 0)]
+    printed = [-float("inf")]
+
     def report(done: int, total: int | None = None) -> None:
-        say(f"  {what}: {done}/{total}" if total else f"  {what}: {done}")
+        now = clock()
+        if not first:
+            first.append((now, done))
+        elif now - printed[0] < every and done != total:
+            return
+        printed[0] = now
+        line = f"  {what}: {done:,}/{total:,}" if total else f"  {what}: {done:,}"
+        started, done_then = first[0]
+        if now > started and done > done_then:
+            rate = (done - done_then) / (now - started)
+            line += f" ({rate:,.0f} {unit or what.split()[0]}/s"
+            if total and done < total:
+                line += f", about {_duration((total - done) / rate)} left"
+            line += ")"
+        say(line)
 
     return report
+
+
+def _duration(seconds: float) -> str:
+    """seconds as people read it: 45 s, 3 min 20 s, 1 h 05 min."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def print_json(document: dict) -> None:

@@ -31,7 +31,12 @@ def run(args) -> None:
         catalog,
         params.preprocess,
         args.out,
-        progress=progress_printer("photos loaded"),
+        progress=progress_printer(
+            "photos encoded"
+            if params.preprocess.image_features == "efficientnet_lite0"
+            else "photos loaded"
+        ),
         feature_store=store,
+        text_progress=progress_printer("texts encoded"),
     )
     print_json({**summary, "feature_cache": str(store.path) if store else "off"})

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from pmatch.stages.common import print_json, say
+from pmatch.stages.common import print_json, progress_printer, say
 
 
 def add_arguments(parser) -> None:
@@ -61,6 +62,11 @@ def run(args) -> None:
     matcher = Matcher.load(model_dir, threshold=threshold, feature_store=open_default_store())
     print_json(
         score_pairs_file(
-            matcher, args.pairs, args.out, progress=lambda done: say(f"  pairs scored: {done}")
+            matcher,
+            args.pairs,
+            args.out,
+            progress=progress_printer("pairs scored", every=0, started=time.monotonic()),
+            photo_progress=progress_printer("photos encoded"),
+            text_progress=progress_printer("texts encoded"),
         )
     )
