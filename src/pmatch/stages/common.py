@@ -44,20 +44,22 @@ def progress_printer(
     or else from the first report, so loading a network before the first batch does not
     count. clock: seconds, for tests.
     """
-    first: list[tuple[float, int]] = [] if started is None else [(started, 0)]
-    printed = [-float("inf")]
+    # The (time, count) the rate counts from, and when the last line was printed.
+    reference = None if started is None else (started, 0)
+    last_printed = -float("inf")
 
     def report(done: int, total: int | None = None) -> None:
+        nonlocal reference, last_printed
         now = clock()
-        if not first:
-            first.append((now, done))
-        elif now - printed[0] < every and done != total:
+        if reference is None:
+            reference = (now, done)
+        elif now - last_printed < every and done != total:
             return
-        printed[0] = now
+        last_printed = now
         line = f"  {what}: {done:,}/{total:,}" if total else f"  {what}: {done:,}"
-        started, done_then = first[0]
-        if now > started and done > done_then:
-            rate = (done - done_then) / (now - started)
+        since, done_since = reference
+        if now > since and done > done_since:
+            rate = (done - done_since) / (now - since)
             line += f" ({rate:,.0f} {unit or what.split()[0]}/s"
             if total and done < total:
                 line += f", about {_duration((total - done) / rate)} left"
