@@ -200,7 +200,7 @@ def format_summary(summary: dict, root: Path) -> str:
         lines.append(f"    task {name:<23} {task['seconds']:>7.1f} s  {task['state']}")
     lines += [
         "where to look",
-        f"  metrics and plots   {root / 'reports/evaluate'} (metrics.json, evaluation.png)",
+        f"  metrics and plots   {root / 'reports/evaluate'} (metrics.json, evaluation.png, errors.html)",
         f"  training curve      {root / 'models/candidate/training_curve.png'}",
         f"  gate decision       {root / 'reports/gate/decision.json'}",
         f"  validation result   {root / 'reports/validate'}",

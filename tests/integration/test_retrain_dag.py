@@ -56,7 +56,14 @@ def test_model_learned_and_gate_explains_itself(retrained):
     decision = json.loads((project / "reports/gate/decision.json").read_text())
     assert decision["deploy"] is True
     assert any("no production model yet" in reason for reason in decision["reasons"])
-    for plot in ("pr_curve.csv", "score_histogram.csv", "evaluation.png", "reference_scores.csv"):
+    for plot in (
+        "pr_curve.csv",
+        "score_histogram.csv",
+        "evaluation.png",
+        "reference_scores.csv",
+        "errors.csv",
+        "errors.html",
+    ):
         assert (project / "reports/evaluate" / plot).stat().st_size > 0
 
 

@@ -13,6 +13,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--out", type=Path, required=True, help="folder for metrics, plots, reference scores"
     )
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        help="the catalogue folder the dataset was built from: errors.html then shows the "
+        "photos of the pairs decided wrongly (without it, their paths)",
+    )
     add_params_argument(parser)
 
 
@@ -20,4 +26,4 @@ def run(args) -> None:
     from pmatch.evaluate import evaluate_model
 
     params = params_from(args)
-    print_json(evaluate_model(args.model, args.data, params.evaluate, args.out))
+    print_json(evaluate_model(args.model, args.data, params.evaluate, args.out, args.catalog))
