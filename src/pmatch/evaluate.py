@@ -14,6 +14,7 @@ from pmatch.features.dataset import Dataset, load_dataset
 
 METRICS_FILE = "metrics.json"
 REFERENCE_SCORES_FILE = "reference_scores.csv"
+PLOTS_FILE = "evaluation.png"
 ERRORS_FILE = "errors.csv"
 ERRORS_REPORT_FILE = "errors.html"
 # errors.html shows this many pairs of each kind of error, the most confident first;
@@ -389,5 +390,5 @@ def _write_plots(
     axes[2].set_ylabel("actual")
     axes[2].set_title(f"Confusion matrix (F1 {metrics['f1']:.3f})")
     figure.tight_layout()
-    figure.savefig(out_dir / "evaluation.png", dpi=100)
+    figure.savefig(out_dir / PLOTS_FILE, dpi=100)
     plt.close(figure)

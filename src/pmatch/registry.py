@@ -2,7 +2,9 @@
 
 Layout under s3://BUCKET/PREFIX/:
   models/VERSION/       model.keras, vocab.json, preprocessing.json, metrics.json,
-                        reference_scores.csv, params.yaml, gate.json, manifest.json
+                        reference_scores.csv, params.yaml, gate.json, manifest.json, and
+                        what people review of the version: evaluation.png, errors.html,
+                        errors.csv
   production.json       {"version": ..., "uri": ..., "promoted_at": ...}
   monitoring/...        drift reports
 
@@ -216,7 +218,13 @@ def deploy(
     Refuses unless the gate decision at gate_path says deploy. run_date: the run's logical
     date (a timezone-aware datetime), used for the version id and the pointer's timestamp.
     """
-    from pmatch.evaluate import METRICS_FILE, REFERENCE_SCORES_FILE
+    from pmatch.evaluate import (
+        ERRORS_FILE,
+        ERRORS_REPORT_FILE,
+        METRICS_FILE,
+        PLOTS_FILE,
+        REFERENCE_SCORES_FILE,
+    )
     from pmatch.gate import GateDecision
     from pmatch.model.training import (
         MINILM_VOCABULARY_FILE,
@@ -245,6 +253,11 @@ def deploy(
     }
     if (model_dir / MINILM_VOCABULARY_FILE).is_file():
         files[MINILM_VOCABULARY_FILE] = model_dir / MINILM_VOCABULARY_FILE
+    # The version keeps its evaluation for review later (evaluate dirs written before the
+    # error report existed lack it).
+    for name in (PLOTS_FILE, ERRORS_REPORT_FILE, ERRORS_FILE):
+        if (evaluate_dir / name).is_file():
+            files[name] = evaluate_dir / name
     version = version_id(run_date, files[MODEL_FILE])
     metrics = json.loads(files[METRICS_FILE].read_text())
     uri = registry.publish(

@@ -18,6 +18,9 @@ VERSION_FILES = {
     "params.yaml",
     "gate.json",
     "manifest.json",
+    "evaluation.png",
+    "errors.html",
+    "errors.csv",
 }
 
 
