@@ -60,6 +60,13 @@ ROWS = {
         "kind": "two_tower",
         "train": {"text_head": "locked", "projection_dim": 128},
     },
+    # The default model, each pair's score weighed against the other colour variants of its
+    # products (pmatch.model.variants; text and photo weight 0.25 each). Scoring only.
+    "pmatch pretrained, variant contrast": {
+        "features": "pretrained",
+        "kind": "two_tower",
+        "variant_contrast": (0.25, 0.25),
+    },
     "pmatch from scratch": {"features": "scratch", "kind": "two_tower"},
     "seed_concat": {"features": "scratch", "kind": "seed_concat"},
     "colour hist + TF-IDF GBM": {"features": "scratch", "kind": "gbm"},
@@ -200,7 +207,7 @@ def run_one(
 ) -> dict:
     """Trains and measures one row on one prepared split (runs in a child process)."""
     from pmatch.config import load_params
-    from pmatch.evaluate import measure, score_pairs
+    from pmatch.evaluate import measure, score_pairs, score_pairs_with_variants
     from pmatch.features.dataset import load_dataset
 
     params = load_params(ROOT / "params.yaml")
@@ -224,6 +231,11 @@ def run_one(
             train_model(dataset, train, model_dir, verbose=0)
             matcher = Matcher.load(model_dir)
         score = lambda pairs: score_pairs(matcher, dataset, pairs)  # noqa: E731
+        if "variant_contrast" in ROWS[row]:
+            weights = ROWS[row]["variant_contrast"]
+            score = lambda pairs: score_pairs_with_variants(  # noqa: E731
+                matcher, dataset, pairs, *weights
+            )
     elif kind == "gbm":
         score = gbm_scorer(dataset, seed)
     else:

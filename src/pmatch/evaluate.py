@@ -89,6 +89,31 @@ def score_pairs(matcher, dataset: Dataset, pairs: pd.DataFrame) -> np.ndarray:
     )
 
 
+def score_pairs_with_variants(
+    matcher, dataset: Dataset, pairs: pd.DataFrame, text_weight: float, photo_weight: float
+) -> np.ndarray:
+    """score_pairs, each pair weighed against the other colour variants of its products
+    (pmatch.model.variants): the catalogue rows sharing the photo's or the text's product_id."""
+    from pmatch.model.variants import contrast_with_variants
+
+    products = dataset.items["product_id"].to_numpy()
+
+    def score(image_rows, text_rows):
+        return score_pairs(
+            matcher, dataset, pd.DataFrame({"image_row": image_rows, "text_row": text_rows})
+        )
+
+    return contrast_with_variants(
+        score,
+        pairs["image_row"].to_numpy(),
+        pairs["text_row"].to_numpy(),
+        products,
+        products,
+        text_weight,
+        photo_weight,
+    )
+
+
 def retrieval_recall(score, dataset: Dataset, rows: np.ndarray, ks=(1, 5, 10)) -> dict:
     """Recall@k both ways over catalogue rows: does row i's photo rank its own text in the
     top k of all the rows' texts (image->text), and the text its own photo (text->image)?"""
