@@ -6,8 +6,10 @@ Watches the live match-score distribution for drift.
 `monitor` scores the run's incoming batch (the `batch` param, or
 `$PMATCH_INCOMING_DIR/<run date>`) with the production model and compares the scores with
 that model's reference scores in an Evidently report (HTML and JSON, under
-`reports/monitor/` and in S3 under `monitoring/`). When the report says the distribution
-drifted, `trigger_retrain` starts a `pmatch_retrain` run.
+`reports/monitor/` and in S3 under `monitoring/`), and updates the drift history of every
+run (`monitoring/history.html`: drift score and mean score per run, each linking its
+report). When the report says the distribution drifted, `trigger_retrain` starts a
+`pmatch_retrain` run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def monitor(**context) -> dict:
     from pmatch.pipeline import incoming_batch
     from pmatch.pipeline import monitor as check
 
-    return check(incoming_batch(context["params"]["batch"], context["ds"]), context["run_id"])
+    batch = incoming_batch(context["params"]["batch"], context["ds"])
+    return check(batch, context["run_id"], run_date=context["ds"])
 
 
 @task.short_circuit

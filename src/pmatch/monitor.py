@@ -292,10 +292,12 @@ def monitor_batch(
     out_dir: str | Path,
     run_id: str,
     model_version: str | None = None,
+    run_date: str | None = None,
 ) -> dict:
     """Scores batch_dir/pairs.csv, compares it with the model's reference scores, saves it all.
 
     reference_scores: the model's reference_scores.csv (its test-split scores).
+    run_date: the run's logical date (YYYY-MM-DD), kept in the verdict for the drift history.
     out_dir/BATCH/RUN gets scores.csv, drift.html, drift.json (Evidently) and verdict.json.
     Returns the verdict dict, with the paths of what was written.
     """
@@ -323,6 +325,7 @@ def monitor_batch(
         **verdict.to_dict(),
         "batch": str(batch_dir),
         "run_id": run_id,
+        "run_date": run_date,
         "model_version": model_version,
         "report_html": str(run_dir / "drift.html"),
         "report_json": str(run_dir / "drift.json"),
@@ -330,3 +333,142 @@ def monitor_batch(
     }
     (run_dir / "verdict.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Drift history: every monitoring run's verdict side by side, for review over time.
+
+HISTORY_CSV = "history.csv"
+HISTORY_HTML = "history.html"
+HISTORY_PLOT = "history.png"
+HISTORY_COLUMNS = [
+    "run_date",
+    "batch",
+    "run_id",
+    "model_version",
+    "drift",
+    "method",
+    "drift_score",
+    "threshold",
+    "current_pairs",
+    "current_mean_score",
+    "reference_mean_score",
+    "current_match_rate",
+    "reference_match_rate",
+    "report",
+]
+
+
+def drift_history(verdicts: list[dict]) -> pd.DataFrame:
+    """One row per monitoring run (HISTORY_COLUMNS), oldest first by run date, then batch
+    and run id; runs saved without a run date come last.
+
+    verdicts: monitor_batch results (verdict.json documents). report is the run's drift.html
+    relative to the monitoring folder, as laid out locally and in S3 alike.
+    """
+    rows = []
+    for verdict in verdicts:
+        batch = Path(str(verdict.get("batch", ""))).name
+        run_id = str(verdict.get("run_id", ""))
+        row = {column: verdict.get(column) for column in HISTORY_COLUMNS}
+        row.update(
+            batch=batch,
+            run_id=run_id,
+            run_date=verdict.get("run_date") or "",
+            report=f"{safe_name(batch)}/{safe_name(run_id)}/drift.html",
+        )
+        rows.append(row)
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    undated = history["run_date"] == ""
+    history = history.assign(_undated=undated).sort_values(
+        ["_undated", "run_date", "batch", "run_id"], kind="stable"
+    )
+    return history.drop(columns="_undated").reset_index(drop=True)
+
+
+def write_drift_history(history: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """Writes history.csv, history.png (drift score and mean score per run, by batch) and
+    history.html (the plot and one row per run, newest first, each linking its Evidently
+    report) into out_dir. Returns {file name: path}."""
+    import base64
+    import html
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / name for name in (HISTORY_CSV, HISTORY_PLOT, HISTORY_HTML)}
+    history.to_csv(paths[HISTORY_CSV], index=False)
+    _plot_drift_history(history, paths[HISTORY_PLOT])
+    plot = base64.b64encode(paths[HISTORY_PLOT].read_bytes()).decode("ascii")
+    drifted = int(history["drift"].fillna(False).astype(bool).sum())
+    rows = []
+    for run in history.iloc[::-1].itertuples(index=False):
+        flag = "DRIFT" if run.drift else "no drift"
+        rows.append(
+            f'<tr class="{"drift" if run.drift else "ok"}">'
+            f"<td>{html.escape(run.run_date or '-')}</td><td>{html.escape(run.batch)}</td>"
+            f"<td>{html.escape(run.run_id)}</td><td>{html.escape(str(run.model_version))}</td>"
+            f"<td>{flag}</td><td>{_number(run.drift_score)} / {_number(run.threshold)}</td>"
+            f"<td>{_number(run.current_mean_score)} ({_number(run.reference_mean_score)})</td>"
+            f"<td>{_number(run.current_match_rate)} ({_number(run.reference_match_rate)})</td>"
+            f"<td>{run.current_pairs}</td>"
+            f'<td><a href="{html.escape(run.report)}">report</a></td></tr>'
+        )
+    paths[HISTORY_HTML].write_text(
+        "<!doctype html>\n<html><head><meta charset='utf-8'><title>pmatch drift history</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        "tr.drift{background:#fde2e1}</style></head><body>"
+        f"<h1>pmatch drift history</h1><p>{len(history)} monitoring run(s), {drifted} flagged "
+        "as drift. Each run compares the production model's scores on an incoming batch with "
+        "that model's scores on its test split (Evidently; the drift score against the "
+        "threshold of monitor.drift_threshold).</p>"
+        f'<img src="data:image/png;base64,{plot}" alt="drift score and mean score per run">'
+        "<table><tr><th>run date</th><th>batch</th><th>run id</th><th>model version</th>"
+        "<th>verdict</th><th>drift score / threshold</th><th>mean score (reference)</th>"
+        "<th>match rate (reference)</th><th>pairs</th><th>Evidently</th></tr>"
+        + "\n".join(rows)
+        + "</table></body></html>\n"
+    )
+    return paths
+
+
+def _number(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{float(value):.3f}"
+
+
+def _plot_drift_history(history: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    positions = np.arange(len(history))
+    for batch, runs in history.groupby("batch", sort=True):
+        where = positions[history["batch"].to_numpy() == batch]
+        axes[0].plot(where, runs["drift_score"].astype(float), marker="o", label=batch)
+        axes[1].plot(where, runs["current_mean_score"].astype(float), marker="o", label=batch)
+    drift = history["drift"].fillna(False).astype(bool).to_numpy()
+    axes[0].scatter(
+        positions[drift],
+        history["drift_score"].astype(float).to_numpy()[drift],
+        s=120,
+        facecolors="none",
+        edgecolors="red",
+        label="drift",
+    )
+    for threshold in sorted(set(history["threshold"].dropna().astype(float))):
+        axes[0].axhline(threshold, color="red", linestyle="--", linewidth=1)
+    axes[0].set_ylabel("drift score")
+    axes[0].set_title("Score drift per monitoring run (dashed: the drift threshold)")
+    axes[0].legend(fontsize=8)
+    reference = history["reference_mean_score"].astype(float)
+    axes[1].plot(positions, reference, color="grey", linestyle=":", label="reference")
+    axes[1].set_ylabel("mean match score")
+    axes[1].legend(fontsize=8)
+    labels = [f"{run.run_date or '-'}\n{run.batch}" for run in history.itertuples()]
+    step = max(1, len(labels) // 12)
+    axes[1].set_xticks(positions[::step], labels[::step], fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -109,12 +109,19 @@ def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = Non
     }
 
 
-def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None = None) -> dict:
+def monitor(
+    batch_dir: str | Path,
+    run_id: str,
+    project_dir: str | Path | None = None,
+    run_date: str | None = None,
+) -> dict:
     """Scores a batch with the production model and writes the Evidently drift report,
-    locally and to S3. Returns the verdict (drift or not, score, report locations)."""
+    locally and to S3, then the drift history of every run in S3 (history.html, .csv, .png
+    under monitoring/ and in the local monitor folder). run_date: the run's logical date.
+    Returns the verdict (drift or not, score, report and history locations)."""
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
-    from pmatch.monitor import monitor_batch, safe_name
+    from pmatch.monitor import drift_history, monitor_batch, safe_name, write_drift_history
 
     space = workspace(project_dir)
     params = load_params(space.params)
@@ -131,18 +138,25 @@ def monitor(batch_dir: str | Path, run_id: str, project_dir: str | Path | None =
             space.monitor_dir,
             run_id,
             model_version=model_dir.name,
+            run_date=run_date,
         )
         prefix = ("monitoring", safe_name(batch_dir.name), safe_name(run_id))
         for name in ("drift.html", "drift.json", "scores.csv"):
             registry.upload_file(Path(verdict["report_html"]).parent / name, *prefix, name)
         verdict["s3_uri"] = registry.uri(*prefix)
+        verdict["history_html"] = str(space.monitor_dir / "history.html")
+        verdict["history_s3_uri"] = registry.uri("monitoring", "history.html")
         verdict_path = Path(verdict["report_html"]).with_name("verdict.json")
         verdict_path.write_text(json.dumps(verdict, indent=2))
         registry.upload_file(verdict_path, *prefix, "verdict.json")
+        history = drift_history(registry.monitoring_verdicts())
+        for name, path in write_drift_history(history, space.monitor_dir).items():
+            registry.upload_file(path, "monitoring", name)
     print(
         f"monitor: batch {batch_dir.name}: drift={verdict['drift']} "
         f"({verdict['method']} score {verdict['drift_score']:.4f}, threshold {verdict['threshold']}); "
-        f"report {verdict['report_html']}",
+        f"report {verdict['report_html']}; history of {len(history)} run(s) "
+        f"{verdict['history_html']}",
         flush=True,
     )
     return verdict

@@ -6,7 +6,8 @@ Layout under s3://BUCKET/PREFIX/:
                         what people review of the version: evaluation.png, errors.html,
                         errors.csv
   production.json       {"version": ..., "uri": ..., "promoted_at": ...}
-  monitoring/...        drift reports
+  monitoring/BATCH/RUN/ drift.html, drift.json, scores.csv, verdict.json of one run
+  monitoring/history.*  every run's verdict side by side (csv, png, html)
 
 manifest.json is written last: a version without it is incomplete and never promoted.
 The pointer is one small object, so moving it is a single atomic PUT.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,31 @@ class ModelRegistry:
                 if len(parts) == 2 and parts[1] == MANIFEST_FILE:
                     found.add(parts[0])
         return sorted(found)
+
+    def monitoring_verdicts(self) -> list[dict]:
+        """Every monitoring run's verdict (monitoring/BATCH/RUN/verdict.json), in key order.
+
+        A verdict that is not valid JSON is left out with a warning naming its key, so one
+        damaged file does not hide the others.
+        """
+        prefix = self.key("monitoring") + "/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        verdicts = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                parts = item["Key"][len(prefix) :].split("/")
+                if len(parts) != 3 or parts[2] != "verdict.json":
+                    continue
+                body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                try:
+                    verdicts.append(json.loads(body))
+                except json.JSONDecodeError as error:
+                    warnings.warn(
+                        f"s3://{self.bucket}/{item['Key']}: not a verdict ({error}); "
+                        "left out of the drift history",
+                        stacklevel=2,
+                    )
+        return verdicts
 
     def publish(self, version: str, files: dict[str, Path], metadata: dict) -> str:
         """Uploads files under models/VERSION/ and then its manifest; never overwrites.

@@ -71,6 +71,20 @@ def test_reports_are_saved_locally_and_in_s3(monitored):
         assert names == {"drift.html", "drift.json", "verdict.json", "scores.csv"}
 
 
+def test_drift_history_lists_both_runs_locally_and_in_s3(monitored):
+    project, registry, runs, _ = monitored
+    history = pd.read_csv(project / "reports/monitor/history.csv", keep_default_na=False)
+    ours = history[history["run_id"].isin([run["run_id"] for run in runs.values()])]
+    assert ours.set_index("batch")["drift"].to_dict() == {"unshifted": False, "shifted": True}
+    # The run date is the DAG run's logical date, not the clock's.
+    assert set(ours["run_date"]) == {"2026-11-03"}
+    for report in ours["report"]:
+        assert (project / "reports/monitor" / report).is_file()
+    assert "flagged as drift" in (project / "reports/monitor/history.html").read_text()
+    for name in ("history.html", "history.csv", "history.png"):
+        registry.client.head_object(Bucket=registry.bucket, Key=registry.key("monitoring", name))
+
+
 def test_score_cli_with_production_model(retrained, tmp_path):
     project, _, _ = retrained
     batch = project / "data/sample/batches/unshifted"

@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 
 from pmatch.config import MonitorParams
-from pmatch.monitor import PairsFileError, drift_report, safe_name, score_pairs_file
+from pmatch.monitor import (
+    PairsFileError,
+    drift_history,
+    drift_report,
+    monitor_batch,
+    safe_name,
+    score_pairs_file,
+    write_drift_history,
+)
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
 
@@ -252,6 +260,70 @@ def test_shifted_scores_are_drift(tmp_path, scores):
     assert verdict.to_dict()["drift"] is True
     assert (tmp_path / "drift.html").stat().st_size > 10_000
     assert (tmp_path / "drift.json").is_file()
+
+
+# drift history --------------------------------------------------------------------------------
+
+
+def test_drift_history_lists_every_run_by_date_and_links_its_report(tmp_path):
+    mixed = [
+        {"image_path": "images/red.png", "text": "Red tee"},
+        {"image_path": "images/red.png", "text": "Blue tee"},
+        {"image_path": "images/blue.png", "text": "Green bag"},
+    ] * 10
+    matches = [{"image_path": f"images/{name}.png", "text": f"{name} tee"} for name in COLOURS]
+    write_batch(tmp_path / "incoming" / "steady", mixed)
+    write_batch(tmp_path / "incoming" / "shifted", matches * 10)
+    # The reference is the steady mix's own scores: a match scores 1 with the colour stand-in,
+    # a non-match about 0.2, so a batch of matches only has drifted and the mix has not.
+    reference = tmp_path / "reference_scores.csv"
+    score_pairs_file(ColourMatcher(), tmp_path / "incoming" / "steady" / "pairs.csv", reference)
+    reports = tmp_path / "reports" / "monitor"
+    runs = [
+        ("shifted", "scheduled__2026-11-04", "2026-11-04"),
+        ("steady", "scheduled__2026-11-03", "2026-11-03"),
+        ("steady", "manual", None),
+    ]
+    verdicts = [
+        monitor_batch(
+            ColourMatcher(),
+            reference,
+            tmp_path / "incoming" / batch,
+            MonitorParams(),
+            reports,
+            run_id,
+            model_version="v1",
+            run_date=run_date,
+        )
+        for batch, run_id, run_date in runs
+    ]
+
+    history = drift_history(verdicts)
+    paths = write_drift_history(history, reports)
+
+    # Oldest first; the run saved without a date comes last.
+    assert list(zip(history["run_date"], history["batch"], strict=True)) == [
+        ("2026-11-03", "steady"),
+        ("2026-11-04", "shifted"),
+        ("", "steady"),
+    ]
+    assert history["drift"].tolist() == [False, True, False]
+    for report in history["report"]:
+        assert (reports / report).is_file()
+    assert pd.read_csv(paths["history.csv"])["run_id"].tolist() == history["run_id"].tolist()
+    assert paths["history.png"].read_bytes().startswith(b"\x89PNG")
+    page = paths["history.html"].read_text()
+    assert "3 monitoring run(s), 1 flagged as drift" in page
+    # Newest first on the page, each row linking its Evidently report.
+    assert page.index("2026-11-04") < page.index("2026-11-03")
+    assert 'href="shifted/scheduled__2026-11-04/drift.html"' in page
+
+
+def test_an_empty_drift_history_still_writes_its_files(tmp_path):
+    paths = write_drift_history(drift_history([]), tmp_path)
+
+    assert "0 monitoring run(s), 0 flagged as drift" in paths["history.html"].read_text()
+    assert pd.read_csv(paths["history.csv"]).empty
 
 
 # safe_name ------------------------------------------------------------------------------------
