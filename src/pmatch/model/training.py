@@ -552,7 +552,8 @@ def train_match_head(
             params.seed,
         )
     # train.batch_size pairs per step at train.learning_rate: the same quality as half the
-    # batch at half the rate (Luma over 9 runs, the sample over 3: README), in half the steps.
+    # batch at half the rate (Luma over 9 runs, the sample over 3: benchmarks/RESULTS.md),
+    # in half the steps.
     history = fit_on_pairs(
         pair_model,
         dataset,
