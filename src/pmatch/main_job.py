@@ -209,8 +209,9 @@ def format_summary(summary: dict, root: Path) -> str:
         if result["verdict"]:
             lines.append(f"  drift report ({batch}) {result['verdict']['report_html']}")
             lines.append(f"      in S3: {result['verdict'].get('s3_uri')}")
-    histories = [result["verdict"] for result in summary["monitor"].values() if result["verdict"]]
-    if histories and "history_html" in histories[-1]:
-        lines.append(f"  drift history       {histories[-1]['history_html']}")
-        lines.append(f"      in S3: {histories[-1]['history_s3_uri']}")
+    # Every run rebuilds the one history; the last verdict names where it is.
+    verdicts = [result["verdict"] for result in summary["monitor"].values() if result["verdict"]]
+    if verdicts and "history_html" in verdicts[-1]:
+        lines.append(f"  drift history       {verdicts[-1]['history_html']}")
+        lines.append(f"      in S3: {verdicts[-1]['history_s3_uri']}")
     return "\n".join(lines)

@@ -379,6 +379,7 @@ def drift_history(verdicts: list[dict]) -> pd.DataFrame:
         )
         rows.append(row)
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    history["drift"] = history["drift"].fillna(False).astype(bool)
     undated = history["run_date"] == ""
     history = history.assign(_undated=undated).sort_values(
         ["_undated", "run_date", "batch", "run_id"], kind="stable"
@@ -399,7 +400,7 @@ def write_drift_history(history: pd.DataFrame, out_dir: str | Path) -> dict[str,
     history.to_csv(paths[HISTORY_CSV], index=False)
     _plot_drift_history(history, paths[HISTORY_PLOT])
     plot = base64.b64encode(paths[HISTORY_PLOT].read_bytes()).decode("ascii")
-    drifted = int(history["drift"].fillna(False).astype(bool).sum())
+    drifted = int(history["drift"].sum())
     rows = []
     for run in history.iloc[::-1].itertuples(index=False):
         flag = "DRIFT" if run.drift else "no drift"
@@ -448,7 +449,7 @@ def _plot_drift_history(history: pd.DataFrame, path: Path) -> None:
         where = positions[history["batch"].to_numpy() == batch]
         axes[0].plot(where, runs["drift_score"].astype(float), marker="o", label=batch)
         axes[1].plot(where, runs["current_mean_score"].astype(float), marker="o", label=batch)
-    drift = history["drift"].fillna(False).astype(bool).to_numpy()
+    drift = history["drift"].to_numpy()
     axes[0].scatter(
         positions[drift],
         history["drift_score"].astype(float).to_numpy()[drift],

@@ -121,7 +121,13 @@ def monitor(
     Returns the verdict (drift or not, score, report and history locations)."""
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
-    from pmatch.monitor import drift_history, monitor_batch, safe_name, write_drift_history
+    from pmatch.monitor import (
+        HISTORY_HTML,
+        drift_history,
+        monitor_batch,
+        safe_name,
+        write_drift_history,
+    )
 
     space = workspace(project_dir)
     params = load_params(space.params)
@@ -144,8 +150,8 @@ def monitor(
         for name in ("drift.html", "drift.json", "scores.csv"):
             registry.upload_file(Path(verdict["report_html"]).parent / name, *prefix, name)
         verdict["s3_uri"] = registry.uri(*prefix)
-        verdict["history_html"] = str(space.monitor_dir / "history.html")
-        verdict["history_s3_uri"] = registry.uri("monitoring", "history.html")
+        verdict["history_html"] = str(space.monitor_dir / HISTORY_HTML)
+        verdict["history_s3_uri"] = registry.uri("monitoring", HISTORY_HTML)
         verdict_path = Path(verdict["report_html"]).with_name("verdict.json")
         verdict_path.write_text(json.dumps(verdict, indent=2))
         registry.upload_file(verdict_path, *prefix, "verdict.json")

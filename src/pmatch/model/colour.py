@@ -152,7 +152,8 @@ class ColourHistogram(layers.Layer):
     people name with each of COLOUR_CLASSES (colour_name_table), in each of NAME_REGIONS.
     Skin-toned pixels (a classic RGB skin rule) do not count there: on a model, arms and
     faces are not the product. On Luma these columns raise the colour head's accuracy on
-    unseen photos from 86% to 88% and the matcher's ROC-AUC from 0.949 to 0.955 (benchmarks/RESULTS.md).
+    unseen photos from 86% to 88% and the matcher's ROC-AUC from 0.949 to 0.955
+    (benchmarks/RESULTS.md).
     """
 
     def __init__(
