@@ -152,9 +152,9 @@ COLOUR_WORDS = (
 
 
 def colour_histogram(images: np.ndarray) -> np.ndarray:
-    """Foreground hue / grey-level shares of uint8 photos (pmatch.model.colour), without
+    """Foreground hue / grey-level shares of uint8 photos (pmatch.features.colour), without
     pmatch's colour-name shares: the baseline is a plain colour histogram."""
-    from pmatch.model.colour import ColourHistogram
+    from pmatch.features.colour import ColourHistogram
 
     layer = ColourHistogram(colour_names=False)
     return np.concatenate(

@@ -45,7 +45,7 @@ def say(message: str) -> None:
 
 
 def no_colour_words(frame: pd.DataFrame) -> pd.DataFrame:
-    from pmatch.model.colour import COLOUR_TERMS
+    from pmatch.features.colour import COLOUR_TERMS
 
     words = re.compile(r"\b(" + "|".join(COLOUR_TERMS) + r")\b", re.IGNORECASE)
     frame = frame.copy()

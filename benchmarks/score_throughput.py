@@ -57,7 +57,7 @@ SCORING_FILES = (
     "src/pmatch/monitor.py",
     "src/pmatch/model/inference.py",
     "src/pmatch/features/images.py",
-    "src/pmatch/features/pretrained.py",
+    "src/pmatch/features/encoders.py",
     "src/pmatch/features/lite.py",
 )
 # A model folder written by train_model has no metrics.json; throughput does not depend on
@@ -124,9 +124,10 @@ def write_pairs(catalog: Path, photos: int, count: int, seed: int) -> Path:
 def train(kind: str, catalog: Path, out: Path, epochs: int, inputs: dict | None = None) -> Path:
     """A small model of this kind trained on catalog (quality is beside the point here).
     inputs: preprocess settings that replace the kind's (image_size, max_tokens)."""
+    from pmatch.artifacts import MODEL_FILE
     from pmatch.config import load_params
     from pmatch.features.dataset import build_dataset, load_dataset
-    from pmatch.model.training import MODEL_FILE, train_model
+    from pmatch.model.training import train_model
 
     if (out / MODEL_FILE).is_file():
         return out
@@ -202,8 +203,8 @@ def measure_pair_by_pair(model_dir: Path, pairs_csv: Path, count: int) -> dict:
     import keras
     import pandas as pd
 
+    from pmatch.artifacts import MODEL_FILE
     from pmatch.features.images import load_image
-    from pmatch.model.training import MODEL_FILE
 
     matcher = load_matcher(model_dir)  # Registers the custom layers; has the tokenizers.
     model = keras.saving.load_model(model_dir / MODEL_FILE, safe_mode=True)

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASET_SOURCES = (
     "src/pmatch/catalog",
     "src/pmatch/features",
-    "src/pmatch/model/pretrained",
-    "src/pmatch/model/colour.py",
+    "src/pmatch/features",
+    "src/pmatch/features/colour.py",
 )
 EXTRACTION_FILE = "benchmark-extraction.json"
 TARGET_SECONDS = 120

@@ -68,10 +68,10 @@ class PreprocessParams:
     unfrozen_blocks: int = 0
 
 
-# MBConv blocks in EfficientNet-Lite0 (pmatch.model.pretrained.efficientnet_lite.BLOCKS; kept
+# MBConv blocks in EfficientNet-Lite0 (pmatch.features.efficientnet_lite.BLOCKS; kept
 # here so that validating params does not import Keras).
 EFFICIENTNET_LITE0_BLOCKS = 16
-# all-MiniLM-L6-v2's position embeddings; pmatch.model.pretrained.minilm.MiniLMArchitecture
+# all-MiniLM-L6-v2's position embeddings; pmatch.features.minilm.MiniLMArchitecture
 # takes its max_positions from here.
 MINILM_MAX_POSITIONS = 512
 # preprocess.text_precision: MiniLM's weights and activations (pmatch.features.lite).

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pmatch.artifacts import (
+    ERRORS_FILE,
+    ERRORS_REPORT_FILE,
+    METRICS_FILE,
+    PLOTS_FILE,
+    REFERENCE_SCORES_FILE,
+)
 from pmatch.config import EvaluateParams
 from pmatch.features.dataset import Dataset, load_dataset
 
-METRICS_FILE = "metrics.json"
-REFERENCE_SCORES_FILE = "reference_scores.csv"
-PLOTS_FILE = "evaluation.png"
-ERRORS_FILE = "errors.csv"
-ERRORS_REPORT_FILE = "errors.html"
 # errors.html shows this many pairs of each kind of error, the most confident first;
 # errors.csv lists every one.
 ERRORS_SHOWN = 50

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pmatch.artifacts import HISTORY_CSV, HISTORY_HTML, HISTORY_PLOT, PAIRS_FILE
 from pmatch.config import MonitorParams
 from pmatch.features.images import load_image, photos_per_batch
 
-PAIRS_FILE = "pairs.csv"
 REQUIRED_PAIR_COLUMNS = ("image_path", "text")
 DECODE_THREADS = 4
 # Texts per MiniLM call while scoring a file: progress is reported after each.
@@ -338,9 +338,6 @@ def monitor_batch(
 # ---------------------------------------------------------------------------------------------
 # Drift history: every monitoring run's verdict side by side, for review over time.
 
-HISTORY_CSV = "history.csv"
-HISTORY_HTML = "history.html"
-HISTORY_PLOT = "history.png"
 HISTORY_COLUMNS = [
     "run_date",
     "batch",

@@ -64,7 +64,7 @@ def repro(stage: str, project_dir: str | Path | None = None) -> str:
 
 def gate(project_dir: str | Path | None = None) -> dict:
     """Decides whether the evaluated candidate may replace production; writes the decision."""
-    from pmatch.evaluate import METRICS_FILE
+    from pmatch.artifacts import METRICS_FILE
     from pmatch.gate import run_gate
 
     space = workspace(project_dir)
@@ -119,10 +119,10 @@ def monitor(
     locally and to S3, then the drift history of every run in S3 (history.html, .csv, .png
     under monitoring/ and in the local monitor folder). run_date: the run's logical date.
     Returns the verdict (drift or not, score, report and history locations)."""
+    from pmatch.artifacts import HISTORY_HTML
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
     from pmatch.monitor import (
-        HISTORY_HTML,
         drift_history,
         monitor_batch,
         safe_name,

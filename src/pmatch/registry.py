@@ -245,20 +245,18 @@ def deploy(
     Refuses unless the gate decision at gate_path says deploy. run_date: the run's logical
     date (a timezone-aware datetime), used for the version id and the pointer's timestamp.
     """
-    from pmatch.evaluate import (
+    from pmatch.artifacts import (
         ERRORS_FILE,
         ERRORS_REPORT_FILE,
         METRICS_FILE,
-        PLOTS_FILE,
-        REFERENCE_SCORES_FILE,
-    )
-    from pmatch.gate import GateDecision
-    from pmatch.model.training import (
         MINILM_VOCABULARY_FILE,
         MODEL_FILE,
+        PLOTS_FILE,
         PREPROCESSING_FILE,
+        REFERENCE_SCORES_FILE,
         VOCABULARY_FILE,
     )
+    from pmatch.gate import GateDecision
 
     gate_path = Path(gate_path)
     if not gate_path.is_file():

@@ -73,8 +73,8 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
 ):
     from pmatch.catalog.format import item_text, read_catalog
     from pmatch.evaluate import evaluate_model, score_pairs
+    from pmatch.features.colour import COLOUR_FEATURE_DIM
     from pmatch.features.dataset import build_dataset, load_dataset
-    from pmatch.model.colour import COLOUR_FEATURE_DIM
     from pmatch.model.inference import Matcher
     from pmatch.model.training import train_model
 
@@ -142,10 +142,10 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
 def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_inputs(
     tmp_path, monkeypatch
 ):
+    from pmatch.features.colour import COLOUR_FEATURE_DIM
     from pmatch.features.dataset import build_dataset, load_dataset
-    from pmatch.model.colour import COLOUR_FEATURE_DIM
+    from pmatch.features.efficientnet_lite import load_efficientnet_lite0
     from pmatch.model.inference import Matcher
-    from pmatch.model.pretrained.efficientnet_lite import load_efficientnet_lite0
     from pmatch.model.training import train_model
 
     params, preprocess = small_pretrained_project(tmp_path, monkeypatch, unfrozen_blocks=2)

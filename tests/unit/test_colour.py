@@ -8,8 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from pmatch.features.text import Vocabulary
-from pmatch.model.colour import (
+from pmatch.features.colour import (
     COLOUR_CLASSES,
     COLOUR_FEATURE_DIM,
     GREY_BINS,
@@ -24,6 +23,7 @@ from pmatch.model.colour import (
     colour_term_ids,
     misspellings,
 )
+from pmatch.features.text import Vocabulary
 
 COLOUR_CELLS = HUE_BINS * SATURATION_BINS * VALUE_BINS
 

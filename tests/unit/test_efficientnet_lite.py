@@ -29,7 +29,7 @@ import keras  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from pmatch.model.pretrained.efficientnet_lite import (  # noqa: E402
+from pmatch.features.efficientnet_lite import (  # noqa: E402
     assign_torch_weights,
     build_efficientnet_lite0,
     cached_weights_path,
@@ -255,14 +255,14 @@ def test_real_product_photos_get_plausible_imagenet_classes():
 
 def test_the_config_knows_how_many_blocks_there_are():
     from pmatch.config import EFFICIENTNET_LITE0_BLOCKS
-    from pmatch.model.pretrained.efficientnet_lite import BLOCKS
+    from pmatch.features.efficientnet_lite import BLOCKS
 
     assert BLOCKS == EFFICIENTNET_LITE0_BLOCKS
 
 
 @pytest.mark.parametrize("top_blocks", [1, 5, 6, 12, 16])
 def test_the_split_network_computes_the_same_features(top_blocks):
-    from pmatch.model.pretrained.efficientnet_lite import (
+    from pmatch.features.efficientnet_lite import (
         activation_shape,
         load_efficientnet_lite0,
         split_efficientnet_lite0,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pmatch.features import lite
-from pmatch.features.pretrained import encode_texts, text_feature_encoder, text_feature_key
+from pmatch.features.encoders import encode_texts, text_feature_encoder, text_feature_key
 
 pytestmark = [
     pytest.mark.integration,

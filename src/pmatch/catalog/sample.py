@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from pmatch.catalog.format import CATALOG_FILE, item_text
+from pmatch.artifacts import CATALOG_FILE, PAIRS_FILE
+from pmatch.catalog.format import item_text
 from pmatch.catalog.pairs import build_pairs
 
 IMAGE_SIZE = 96
@@ -32,7 +33,6 @@ CATALOG_COLUMNS = [
     "description",
     "image_path",
 ]
-PAIRS_FILE = "pairs.csv"
 PAIR_COLUMNS = [
     "pair_id",
     "image_path",

@@ -14,8 +14,8 @@ from pmatch.catalog.format import item_text, read_catalog, resolve_image, top_ca
 from pmatch.catalog.pairs import build_pairs
 from pmatch.catalog.splits import SPLITS, split_products
 from pmatch.config import PreprocessParams
+from pmatch.features.encoders import extract_image_features, extract_text_features
 from pmatch.features.images import load_images
-from pmatch.features.pretrained import extract_image_features, extract_text_features
 from pmatch.features.text import Vocabulary
 
 
@@ -27,13 +27,13 @@ class Dataset:
     images: (unique photos, size, size, 3) uint8 when photos feed a CNN trained from
         scratch (preprocess.image_features: pixels), else None.
     image_features: (unique photos, 1280 + colour columns) frozen EfficientNet-Lite0
-        features and colour features (pmatch.model.colour.ColourHistogram; with
+        features and colour features (pmatch.features.colour.ColourHistogram; with
         preprocess.unfrozen_blocks > 0: the flattened activations entering the blocks
         training fine-tunes, then the colour features), else None.
     tokens: (rows, max_tokens) int32 word ids (preprocess.text_features: tokens), else None.
     text_features: (rows, 384) frozen MiniLM embeddings, else None.
     colour_mentions: (rows, colour classes) the colours each row's title names
-        (pmatch.model.colour.ColourMentions), else None (datasets from older versions).
+        (pmatch.features.colour.ColourMentions), else None (datasets from older versions).
     pairs: split, image_row, text_row (positions in items), label, kind.
     """
 
@@ -221,7 +221,7 @@ def build_dataset(
 def text_token_ids(texts, text_features: str, max_tokens: int, vocabulary: Vocabulary):
     """The ids a text encoder reads: WordPiece ids for MiniLM, else word ids."""
     if text_features == "minilm":
-        from pmatch.model.pretrained.minilm import load_minilm_tokenizer
+        from pmatch.features.minilm import load_minilm_tokenizer
 
         return load_minilm_tokenizer().encode(list(texts), max_tokens)[0]
     return vocabulary.encode(texts, max_tokens)
@@ -234,10 +234,10 @@ def colour_mentions_layer(text_features: str, vocabulary: Vocabulary):
     vocabulary drops it, so the whole text is read and a term it never saw is left out.
     WordPiece's vocabulary also tells words from slips, so misspelt colours count there.
     """
-    from pmatch.model.colour import ColourMentions, colour_term_ids
+    from pmatch.features.colour import ColourMentions, colour_term_ids
 
     if text_features == "minilm":
-        from pmatch.model.pretrained.minilm import load_minilm_tokenizer
+        from pmatch.features.minilm import load_minilm_tokenizer
 
         tokenizer = load_minilm_tokenizer()
         return ColourMentions(

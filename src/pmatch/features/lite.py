@@ -19,7 +19,7 @@ Texts run sorted by length, each batch cut to its longest text: padding is maske
 text's embedding is the same to the bit whatever its batch and padding.
 
 Converting takes about 5 s, so a converted network is cached in the pmatch cache folder
-(pmatch.model.pretrained.cache.cache_dir), keyed by the network's weights, input shape,
+(pmatch.features.weights.cache_dir), keyed by the network's weights, input shape,
 quantisation and TensorFlow version; a read-only folder just means converting once per
 process.
 """
@@ -113,7 +113,7 @@ def _flatbuffer(network) -> bytes:
 
 def _cached_flatbuffer(name: str, convert_network) -> bytes:
     """The flatbuffer cached as name.tflite, or convert_network() written there first."""
-    from pmatch.model.pretrained.cache import cache_dir
+    from pmatch.features.weights import cache_dir
 
     path = cache_dir() / "tflite" / f"{name}.tflite"
     if path.exists():
@@ -213,7 +213,7 @@ def convert_text(encoder) -> bytes:
         convert_variables_to_constants_v2,
     )
 
-    from pmatch.model.pretrained.minilm import build_minilm_encoder
+    from pmatch.features.minilm import build_minilm_encoder
 
     any_length = build_minilm_encoder(None)
     any_length.set_weights(encoder.get_weights())

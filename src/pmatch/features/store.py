@@ -36,13 +36,13 @@ LOOKUP_CHUNK = 500
 
 def default_store_path() -> Path | None:
     """$PMATCH_FEATURE_CACHE (a file path; 'off' disables), else features.sqlite in the
-    pmatch cache folder (pmatch.model.pretrained.cache.cache_dir)."""
+    pmatch cache folder (pmatch.features.weights.cache_dir)."""
     configured = os.environ.get("PMATCH_FEATURE_CACHE")
     if configured is not None:
         if configured.strip().lower() in DISABLED_VALUES:
             return None
         return Path(configured).expanduser()
-    from pmatch.model.pretrained.cache import cache_dir
+    from pmatch.features.weights import cache_dir
 
     return cache_dir() / "features.sqlite"
 

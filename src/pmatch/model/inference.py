@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pmatch.features.images import photos_per_batch
-from pmatch.features.text import Vocabulary
-from pmatch.model.training import (
+from pmatch.artifacts import (
     MINILM_VOCABULARY_FILE,
     MODEL_FILE,
     PREPROCESSING_FILE,
     VOCABULARY_FILE,
 )
+from pmatch.features.images import photos_per_batch
+from pmatch.features.text import Vocabulary
 
 # Texts per MiniLM call. An eager call keeps every layer's activations until it returns:
 # 1024 texts at once took 7 GB, 128 at a time take 1.6 GB and run as fast.
@@ -60,10 +60,10 @@ class Matcher:
         import keras
 
         # Registers pmatch's custom layers, which safe_mode loading must know by name.
-        import pmatch.model.colour  # noqa: F401
+        import pmatch.features.colour  # noqa: F401
+        import pmatch.features.efficientnet_lite  # noqa: F401
+        import pmatch.features.minilm  # noqa: F401
         import pmatch.model.matcher  # noqa: F401
-        import pmatch.model.pretrained.efficientnet_lite  # noqa: F401
-        import pmatch.model.pretrained.minilm  # noqa: F401
 
         directory = Path(directory)
         for name in (MODEL_FILE, VOCABULARY_FILE, PREPROCESSING_FILE):
@@ -78,7 +78,7 @@ class Matcher:
             threshold = json.loads((directory / "metrics.json").read_text()).get("threshold")
         wordpiece = None
         if preprocessing.get("text_features") == "minilm":
-            from pmatch.model.pretrained.minilm import WordPieceTokenizer
+            from pmatch.features.minilm import WordPieceTokenizer
 
             wordpiece = WordPieceTokenizer(directory / MINILM_VOCABULARY_FILE)
         return cls(
@@ -107,7 +107,7 @@ class Matcher:
         batch_size = min(batch_size, photos_per_batch(self.image_size))
         if self.image_features != "efficientnet_lite0":
             return _predict(self.image_encoder, images, batch_size)
-        from pmatch.features.pretrained import encode_photos, image_feature_key
+        from pmatch.features.encoders import encode_photos, image_feature_key
         from pmatch.features.store import cached_features, photo_digest
 
         backbone = self.image_encoder.get_layer("image_feature_encoder")
@@ -126,7 +126,7 @@ class Matcher:
     def embed_texts(self, texts, batch_size: int = 1024) -> np.ndarray:
         if self.wordpiece is None:
             return self.embed_token_ids(self.vocabulary.encode(texts, self.max_tokens), batch_size)
-        from pmatch.features.pretrained import encode_texts, text_feature_key
+        from pmatch.features.encoders import encode_texts, text_feature_key
         from pmatch.features.store import cached_features, text_digest
 
         texts = list(texts)

@@ -20,7 +20,7 @@ class PairFeatures(layers.Layer):
 
     projection_dim: when set, each input is an embedding of this width followed by colour
     columns: the photo's colour probabilities and the text's colour mentions (both over
-    pmatch.model.colour.COLOUR_CLASSES). Their agreement is added: the highest probability the
+    pmatch.features.colour.COLOUR_CLASSES). Their agreement is added: the highest probability the
     photo gives a colour the title names, whether the title names one, and its log.
     """
 
@@ -87,7 +87,7 @@ def stack_members(members) -> tuple[keras.Model, keras.Model, keras.Model]:
     of each and averages their scores. So scoring from cached embeddings works as for one
     member. One member is returned as it is.
     """
-    from pmatch.model.colour import ColumnSlice
+    from pmatch.features.colour import ColumnSlice
 
     if len(members) == 1:
         return members[0].image_side, members[0].text_side, members[0].scorer

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pmatch.artifacts import (
+    MINILM_VOCABULARY_FILE,
+    MODEL_FILE,
+    PREPROCESSING_FILE,
+    TRAIN_SUMMARY_FILE,
+    TRAINING_CURVE_FILE,
+    VOCABULARY_FILE,
+)
 from pmatch.config import TrainParams
 from pmatch.features.dataset import Dataset
-
-MODEL_FILE = "model.keras"
-PREPROCESSING_FILE = "preprocessing.json"
-VOCABULARY_FILE = "vocab.json"
-MINILM_VOCABULARY_FILE = "minilm_vocab.txt"
-
 
 # The top blocks are fine-tuned at this fraction of train.learning_rate.
 FINE_TUNE_LEARNING_RATE_FACTOR = 0.05
@@ -92,9 +94,9 @@ def build_towers(dataset: Dataset, params: TrainParams):
 
 def unfrozen_front(dataset: Dataset):
     """With preprocess.unfrozen_blocks > 0, the EfficientNet-Lite0 top blocks the image head
-    sits on (pmatch.features.pretrained.unfrozen_image_features), frozen until train_model
+    sits on (pmatch.features.encoders.unfrozen_image_features), frozen until train_model
     fine-tunes them; else None."""
-    from pmatch.features.pretrained import unfrozen_image_features
+    from pmatch.features.encoders import unfrozen_image_features
 
     blocks = unfrozen_blocks(dataset.preprocessing)
     if not blocks:
@@ -119,7 +121,7 @@ def inference_encoders(image_side, text_side, preprocessing: dict, colour_mentio
     """
     import keras
 
-    from pmatch.features.pretrained import image_feature_encoder, text_feature_encoder
+    from pmatch.features.encoders import image_feature_encoder, text_feature_encoder
 
     if preprocessing["image_features"] == "efficientnet_lite0":
         backbone = image_feature_encoder(
@@ -151,7 +153,7 @@ def inference_encoders(image_side, text_side, preprocessing: dict, colour_mentio
 def colour_features(dataset: Dataset):
     """A layer picking a photo's colour features from what the image tower reads: the
     histogram of its pixels, or the histogram columns of its frozen features."""
-    from pmatch.model.colour import COLOUR_FEATURE_DIM, ColourHistogram, ColumnSlice
+    from pmatch.features.colour import COLOUR_FEATURE_DIM, ColourHistogram, ColumnSlice
 
     if dataset.images is not None:
         return ColourHistogram(name="colour_histogram")
@@ -167,7 +169,7 @@ def train_colour_head(dataset: Dataset, params: TrainParams, out_dir: Path, verb
     """
     import keras
 
-    from pmatch.model.colour import build_colour_head
+    from pmatch.features.colour import build_colour_head
 
     picker = colour_features(dataset)
     image_index = dataset.items["image_index"].to_numpy()
@@ -275,7 +277,7 @@ def train_model(
             )
         )
         if index > 0:
-            summary_file = log_dir / "train_summary.json"
+            summary_file = log_dir / TRAIN_SUMMARY_FILE
             summary_file.write_text(json.dumps(members[-1].summary, indent=2))
     image_side, text_side, scorer = stack_members(members)
     first = members[0]
@@ -385,8 +387,8 @@ def train_member(
         colour_head, colour_summary = train_colour_head(dataset, params, log_dir, verbose)
     colour_classes = 0
     if colour_head is not None:
+        from pmatch.features.colour import COLOUR_CLASSES
         from pmatch.features.dataset import colour_mentions_layer
-        from pmatch.model.colour import COLOUR_CLASSES
 
         colour_classes = len(COLOUR_CLASSES)
         mentions = colour_mentions_layer(preprocessing["text_features"], dataset.vocabulary)
@@ -484,21 +486,21 @@ def save_model_folder(
     temporary.replace(out_dir / MODEL_FILE)
     dataset.vocabulary.save(out_dir / VOCABULARY_FILE)
     if preprocessing["text_features"] == "minilm":
-        from pmatch.model.pretrained.minilm import find_minilm_files
+        from pmatch.features.minilm import find_minilm_files
 
         # The model folder carries its tokenizer, so scoring needs nothing else.
         (out_dir / MINILM_VOCABULARY_FILE).write_bytes(find_minilm_files()["vocab"].read_bytes())
     (out_dir / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2))
     losses = history["val_loss"]
     best_epoch = int(np.argmin(losses)) + 1
-    _plot_history(history, out_dir / "training_curve.png")
+    _plot_history(history, out_dir / TRAINING_CURVE_FILE)
     summary = {
         "epochs_run": len(losses),
         "best_epoch": best_epoch,
         "best_val_loss": round(float(losses[best_epoch - 1]), 5),
         **summary,
     }
-    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / TRAIN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
 
 

@@ -18,13 +18,13 @@ TEXT_FEATURE_DIM = 384
 
 def image_feature_encoder(image_size: int, unfrozen_blocks: int = 0):
     """Frozen features of uint8 photos of image_size, followed by their colour features
-    (pmatch.model.colour.ColourHistogram): EfficientNet-Lite0's 1280 ImageNet features, or
+    (pmatch.features.colour.ColourHistogram): EfficientNet-Lite0's 1280 ImageNet features, or
     with unfrozen_blocks > 0 the flattened activations entering its top unfrozen_blocks
     blocks (which training fine-tunes: see unfrozen_image_features)."""
     import keras
 
-    from pmatch.model.colour import ColourHistogram
-    from pmatch.model.pretrained.efficientnet_lite import (
+    from pmatch.features.colour import ColourHistogram
+    from pmatch.features.efficientnet_lite import (
         load_efficientnet_lite0,
         split_efficientnet_lite0,
     )
@@ -51,8 +51,8 @@ def unfrozen_image_features(image_size: int, unfrozen_blocks: int, train_feature
     """
     import keras
 
-    from pmatch.model.colour import COLOUR_FEATURE_DIM, ColumnSlice
-    from pmatch.model.pretrained.efficientnet_lite import split_efficientnet_lite0
+    from pmatch.features.colour import COLOUR_FEATURE_DIM, ColumnSlice
+    from pmatch.features.efficientnet_lite import split_efficientnet_lite0
 
     bottom, top = split_efficientnet_lite0(image_size, unfrozen_blocks)
     shape = tuple(int(size) for size in bottom.output_shape[1:])
@@ -111,17 +111,17 @@ def encode_texts(encoder, ids: np.ndarray, mask: np.ndarray, precision: str = "f
 
 def text_feature_encoder(max_tokens: int):
     """The frozen MiniLM encoder and its WordPiece tokenizer."""
-    from pmatch.model.pretrained.minilm import load_minilm, load_minilm_tokenizer
+    from pmatch.features.minilm import load_minilm, load_minilm_tokenizer
 
     return load_minilm(max_tokens), load_minilm_tokenizer()
 
 
 def image_feature_dim(image_size: int = 224, unfrozen_blocks: int = 0) -> int:
-    from pmatch.model.colour import COLOUR_FEATURE_DIM
+    from pmatch.features.colour import COLOUR_FEATURE_DIM
 
     if not unfrozen_blocks:
         return EFFICIENTNET_DIM + COLOUR_FEATURE_DIM
-    from pmatch.model.pretrained.efficientnet_lite import activation_shape
+    from pmatch.features.efficientnet_lite import activation_shape
 
     return int(np.prod(activation_shape(image_size, unfrozen_blocks))) + COLOUR_FEATURE_DIM
 
@@ -129,9 +129,9 @@ def image_feature_dim(image_size: int = 224, unfrozen_blocks: int = 0) -> int:
 def image_feature_key(image_size: int, unfrozen_blocks: int = 0) -> str:
     """The feature store's key for image_feature_encoder(image_size, unfrozen_blocks), run
     by the runtime PMATCH_IMAGE_RUNTIME selects (whose features differ by up to 1e-5)."""
+    from pmatch.features.efficientnet_lite import WEIGHTS_DISTRIBUTION
     from pmatch.features.lite import image_runtime
     from pmatch.features.store import FeatureStore
-    from pmatch.model.pretrained.efficientnet_lite import WEIGHTS_DISTRIBUTION
 
     # "+colour-names": the colour columns include ColourHistogram's colour-name shares.
     name = "efficientnet_lite0+colour-names"
@@ -145,8 +145,8 @@ def image_feature_key(image_size: int, unfrozen_blocks: int = 0) -> str:
 def text_feature_key(max_tokens: int, precision: str = "float32") -> str:
     """The feature store's key for the MiniLM sentence features of max_tokens tokens, at
     precision (float32 or int8: see encode_texts)."""
+    from pmatch.features.minilm import MODEL_DISTRIBUTION
     from pmatch.features.store import FeatureStore
-    from pmatch.model.pretrained.minilm import MODEL_DISTRIBUTION
 
     name = "minilm" if precision == "float32" else f"minilm-{precision}@tflite"
     return FeatureStore.encoder_key(name, max_tokens, MODEL_DISTRIBUTION)

