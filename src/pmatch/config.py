@@ -97,6 +97,12 @@ class TrainParams:
     colour_head: bool = True
     colour_negatives: float = 0.3
     ensemble_members: int = 2
+    colour_head_learning_rate: float = 0.01
+    colour_head_epochs: int = 200
+    colour_head_batch_size: int = 32
+    colour_head_patience: int = 20
+    match_head_epochs: int = 60
+    match_head_patience: int = 10
 
 
 @dataclass(frozen=True)
