@@ -85,7 +85,7 @@ def write_catalogue(folder: Path, products: int, seed: int) -> int:
     """A sample catalogue of `products` products (kept if already there); returns its photos."""
     import pandas as pd
 
-    from pmatch.catalog.sample import write_sample
+    from pmatch.sample import write_sample
 
     if not (folder / "catalog.csv").is_file():
         write_sample(folder, products=products, seed=seed, batch_pairs=1)

@@ -70,8 +70,8 @@ def preprocess_params(image_size: int):
 def prepare(work: Path, products: int, seed: int, image_size: int) -> tuple[Path, dict]:
     """The preprocessed dataset under work (built unless a matching one is there) and the
     timing of its feature extraction."""
-    from pmatch.catalog.sample import write_sample
     from pmatch.features.dataset import build_dataset
+    from pmatch.sample import write_sample
 
     catalog = work / f"catalog-{products}-{seed}"
     dataset_dir = work / f"features-{products}-{seed}-{image_size}"

@@ -38,8 +38,8 @@ def params():
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, params):
     """One 60-product sample catalogue, preprocessed once and shared by every training."""
-    from pmatch.catalog.sample import write_sample
     from pmatch.features.dataset import build_dataset, load_dataset
+    from pmatch.sample import write_sample
 
     folder = tmp_path_factory.mktemp("determinism")
     write_sample(folder / "catalogue", products=60, seed=3, batch_pairs=10)

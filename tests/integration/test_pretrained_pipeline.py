@@ -24,8 +24,8 @@ pytestmark = [
 def small_pretrained_project(tmp_path, monkeypatch, **preprocess_overrides):
     """params.yaml's params and a 40-product sample catalogue in tmp_path/catalog, with
     preprocess params for the pretrained features at 96 px (plus preprocess_overrides)."""
-    from pmatch.catalog.sample import write_sample
     from pmatch.config import load_params
+    from pmatch.sample import write_sample
     from tests.conftest import ROOT
 
     monkeypatch.setenv("PMATCH_CACHE_DIR", str(tmp_path / "cache"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pmatch.catalog.sample import write_sample
+from pmatch.sample import write_sample
 
 SAMPLE_PRODUCTS = 50
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pmatch.catalog.format import read_catalog, resolve_image, top_category
-from pmatch.catalog.sample import NEW_COLOURS, write_sample
+from pmatch.sample import NEW_COLOURS, write_sample
 
 BATCH_PAIRS = 60
 

@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    from pmatch.catalog.sample import write_sample
+    from pmatch.sample import write_sample
 
     params = params_from(args)
     products = args.products if args.products is not None else params.sample.products
