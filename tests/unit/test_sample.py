@@ -12,6 +12,7 @@ from PIL import Image
 
 from pmatch.catalog.format import read_catalog, resolve_image, top_category
 from pmatch.sample import NEW_COLOURS, write_sample
+from pmatch.sample.categories import load_categories, parse_categories
 
 BATCH_PAIRS = 60
 
@@ -171,3 +172,23 @@ def test_bad_arguments_name_the_argument(tmp_path, arguments, name):
     with pytest.raises(ValueError, match=f"{name}="):
         write_sample(tmp_path / "catalogue", **arguments)
     assert not (tmp_path / "catalogue").exists()
+
+
+def test_drawing_table_loads_and_a_bad_shape_names_its_category():
+    categories = load_categories()
+    assert len(categories) == 10
+    assert categories["hat"].shapes[1].degrees == (180, 360)
+
+    table = {
+        "kite": {
+            "path": "Toys|Kites",
+            "nouns": ["kite"],
+            "sizes": ["one size"],
+            "features": ["Flies in light wind."],
+            "soft": True,
+            "neutral": [40, 40, 40],
+            "shapes": [{"layer": "body", "kind": "triangle", "points": [[0, 0], [1, 1]]}],
+        }
+    }
+    with pytest.raises(ValueError, match=r"category 'kite' shape 0: kind 'triangle'"):
+        parse_categories(table)

@@ -87,13 +87,17 @@ def _parse_category(key: str, entry: object) -> Category:
     fields = ("path", "nouns", "sizes", "features", "soft", "neutral", "shapes")
     _check_keys(where, entry, fields)
     for name in ("nouns", "sizes", "features"):
-        if not entry[name] or not all(isinstance(item, str) for item in entry[name]):
+        items = entry[name]
+        strings = isinstance(items, list) and all(isinstance(item, str) for item in items)
+        if not items or not strings:
             raise ValueError(f"{where}: {name} must be a non-empty list of strings")
     if not isinstance(entry["soft"], bool):
         raise ValueError(f"{where}: soft must be true or false, not {entry['soft']!r}")
     neutral = entry["neutral"]
-    if len(neutral) != 3 or not all(
-        isinstance(value, int) and 0 <= value <= 255 for value in neutral
+    if (
+        not isinstance(neutral, list)
+        or len(neutral) != 3
+        or not all(isinstance(value, int) and 0 <= value <= 255 for value in neutral)
     ):
         raise ValueError(f"{where}: neutral must be three integers 0-255, not {neutral!r}")
     return Category(
@@ -132,9 +136,7 @@ def _check_keys(where: str, entry: object, expected: tuple[str, ...]) -> None:
     """Raises ValueError unless entry is a mapping with exactly the expected keys."""
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: expected a mapping with keys {expected}, got {entry!r}")
-    missing = [name for name in expected if name not in entry]
-    unknown = [name for name in entry if name not in expected]
-    if missing or unknown:
-        raise ValueError(
-            f"{where}: missing keys {missing}, unknown keys {unknown}; the keys are {expected}"
-        )
+    problems = [f"missing {name!r}" for name in expected if name not in entry]
+    problems += [f"unknown {name!r}" for name in entry if name not in expected]
+    if problems:
+        raise ValueError(f"{where}: {', '.join(problems)}; the keys are {expected}")

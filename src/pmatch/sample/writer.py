@@ -69,9 +69,10 @@ def write_sample(
         folders = {staging: catalog_rows}
         folders.update({staging / "batches" / name: batch.rows for name, batch in batches.items()})
         _draw_photos(folders, progress)
-        pd.DataFrame([catalog_record(row) for row in catalog_rows], columns=CATALOG_COLUMNS).to_csv(
-            staging / CATALOG_FILE, index=False, lineterminator="\n"
+        catalog = pd.DataFrame(
+            [catalog_record(row) for row in catalog_rows], columns=CATALOG_COLUMNS
         )
+        catalog.to_csv(staging / CATALOG_FILE, index=False, lineterminator="\n")
         for name, batch in batches.items():
             batch.pairs.to_csv(
                 staging / "batches" / name / PAIRS_FILE, index=False, lineterminator="\n"
