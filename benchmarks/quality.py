@@ -34,8 +34,6 @@ from common import machine_description, peak_rss_mb, write_results
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = {
     "pmatch pretrained": {"features": "pretrained", "kind": "two_tower"},
-    # preprocess.unfrozen_blocks 3: EfficientNet-Lite0's top 3 blocks fine-tuned.
-    "pmatch pretrained, top 3 blocks tuned": {"features": "pretrained-top3", "kind": "two_tower"},
     # train.colour_negatives 0: the match head sees random and hard negatives only.
     "pmatch pretrained, no colour negatives": {
         "features": "pretrained",
@@ -53,15 +51,8 @@ ROWS = {
         "kind": "two_tower",
         "train": {"ensemble_members": 3},
     },
-    # train.text_head locked: MiniLM's top 128 principal directions, fixed; only the image
-    # head learns its way into them.
-    "pmatch pretrained, locked text": {
-        "features": "pretrained",
-        "kind": "two_tower",
-        "train": {"text_head": "locked", "projection_dim": 128},
-    },
     # The default model, each pair's score weighed against the other colour variants of its
-    # products (pmatch.model.variants; text and photo weight 0.25 each). Scoring only.
+    # products (benchmarks/variants.py; text and photo weight 0.25 each). Scoring only.
     "pmatch pretrained, variant contrast": {
         "features": "pretrained",
         "kind": "two_tower",
@@ -113,14 +104,13 @@ def build(
     settings: parse_settings' preprocess values, applied to pretrained features."""
     from pmatch.features.dataset import build_dataset
 
-    pretrained = features.startswith("pretrained")
+    pretrained = features == "pretrained"
     preprocess = dataclasses.replace(
         params.preprocess,
         seed=seed,
         image_features="efficientnet_lite0" if pretrained else "pixels",
         text_features="minilm" if pretrained else "tokens",
         image_size=PRETRAINED_IMAGE_SIZE if pretrained else SCRATCH_IMAGE_SIZE,
-        unfrozen_blocks=3 if features == "pretrained-top3" else 0,
     )
     if pretrained and settings:
         preprocess = dataclasses.replace(preprocess, **settings)
@@ -206,8 +196,10 @@ def run_one(
     row: str, dataset_dir: Path, seed: int, num_epochs: int, settings: dict | None = None
 ) -> dict:
     """Trains and measures one row on one prepared split (runs in a child process)."""
+    from variants import score_pairs_with_variants
+
     from pmatch.config import load_params
-    from pmatch.evaluate import measure, score_pairs, score_pairs_with_variants
+    from pmatch.evaluate import measure, score_pairs
     from pmatch.features.dataset import load_dataset
 
     params = load_params(ROOT / "params.yaml")
@@ -225,7 +217,7 @@ def run_one(
             num_epochs=num_epochs or params.train.num_epochs,
             **ROWS[row].get("train", {}),
         )
-        if ROWS[row]["features"].startswith("pretrained") and settings:
+        if ROWS[row]["features"] == "pretrained" and settings:
             train = dataclasses.replace(train, **settings)
         with tempfile.TemporaryDirectory() as model_dir:
             train_model(dataset, train, model_dir, verbose=0)

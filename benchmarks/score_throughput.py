@@ -53,7 +53,10 @@ KINDS = {
 KIND_NAMES = {"scratch": "from scratch", "pretrained": "pretrained"}
 WARM = "working tree, warm feature cache"
 # The files `pmatch score` runs through; --before takes these from the given git revision.
+# A file that a revision does not have is left out of its copy (score.py is newer than the
+# others; before it, score_pairs_file lived in monitor.py).
 SCORING_FILES = (
+    "src/pmatch/score.py",
     "src/pmatch/monitor.py",
     "src/pmatch/model/inference.py",
     "src/pmatch/features/images.py",
@@ -163,7 +166,10 @@ def load_matcher(model_dir: Path):
 
 def measure_score(model_dir: Path, pairs_csv: Path, out_csv: Path, chunk_rows: int) -> dict:
     """One score_pairs_file run (in a child process), with where its time went."""
-    from pmatch.monitor import score_pairs_file
+    try:
+        from pmatch.score import score_pairs_file
+    except ImportError:  # --before code older than pmatch.score
+        from pmatch.monitor import score_pairs_file
 
     started = time.perf_counter()
     matcher = load_matcher(model_dir)
@@ -300,17 +306,24 @@ def resident_mb(pid: int) -> float:
 
 def source_at(revision: str, folder: Path) -> Path:
     """A copy of the working tree's src/ with SCORING_FILES as they were at revision."""
+    known = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+        cwd=ROOT,
+        capture_output=True,
+    )
+    if known.returncode != 0:
+        raise SystemExit(f"--before {revision}: not a commit of this repository; name one")
     target = folder / "src"
     shutil.copytree(ROOT / "src", target, ignore=shutil.ignore_patterns("__pycache__"))
     for name in SCORING_FILES:
-        text = subprocess.run(
-            ["git", "show", f"{revision}:{name}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (folder / name).write_text(text)
+        shown = subprocess.run(
+            ["git", "show", f"{revision}:{name}"], cwd=ROOT, capture_output=True, text=True
+        )
+        if shown.returncode != 0:
+            # The file did not exist at revision: its code lived elsewhere then.
+            (folder / name).unlink(missing_ok=True)
+            continue
+        (folder / name).write_text(shown.stdout)
     return target
 
 

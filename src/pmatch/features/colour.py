@@ -153,7 +153,7 @@ class ColourHistogram(layers.Layer):
     Skin-toned pixels (a classic RGB skin rule) do not count there: on a model, arms and
     faces are not the product. On Luma these columns raise the colour head's accuracy on
     unseen photos from 86% to 88% and the matcher's ROC-AUC from 0.949 to 0.955
-    (benchmarks/RESULTS.md).
+    (docs/design.md).
     """
 
     def __init__(

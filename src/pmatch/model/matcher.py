@@ -153,7 +153,7 @@ def build_locked_text_head(train_features, projection_dim: int, name: str = "tex
 
     On a catalogue of a few hundred products a learned text head fits its train titles'
     wording; a locked one keeps what MiniLM knows of products the train split does not show
-    (benchmarks/RESULTS.md: on Luma hard-negative F1 +0.025 over 9 runs, on the synthetic
+    (docs/design.md; on Luma hard-negative F1 +0.025 over 9 runs, on the synthetic
     sample F1 -0.010).
     """
     train_features = np.asarray(train_features, dtype="float64")

@@ -1,6 +1,7 @@
-"""Variant contrast: a pair's match score weighed against its product's other colour variants.
+"""Variant contrast: a pair's score weighed against its product's other colour variants.
 
-The match head scores one photo and one title alone. Where a catalogue lists a product's
+A benchmark row only (benchmarks/quality.py, docs/results.md); pmatch's pipeline does not
+use it. The match head scores one photo and one title alone. Where a catalogue lists a product's
 colour variants, each can also be compared with its siblings: of the product's titles, does
 this photo fit this one best, and of the product's photos, does this title fit this one
 best? The adjusted logit is
@@ -15,6 +16,7 @@ log-softmaxes are 0.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 # Scores are clipped this far from 0 and 1 before taking logits.
 SCORE_EPSILON = 1e-6
@@ -81,3 +83,34 @@ def _logsumexp(values: list[float]) -> float:
     values = np.asarray(values)
     top = values.max()
     return float(top + np.log(np.exp(values - top).sum()))
+
+
+def score_pairs_with_variants(
+    matcher, dataset, pairs: pd.DataFrame, text_weight: float, photo_weight: float
+) -> np.ndarray:
+    """pmatch.evaluate.score_pairs, each pair weighed against the other colour variants of
+    its products: the catalogue rows sharing the photo's or the text's product_id.
+
+    matcher: a loaded pmatch.model.inference.Matcher.
+    dataset: the prepared pmatch.features.dataset.Dataset the pairs index into.
+    pairs: a frame with image_row and text_row columns (catalogue rows of dataset).
+    text_weight, photo_weight: the weights of the two log-softmax terms (module docstring).
+    """
+    from pmatch.evaluate import score_pairs
+
+    products = dataset.items["product_id"].to_numpy()
+
+    def score(image_rows, text_rows):
+        return score_pairs(
+            matcher, dataset, pd.DataFrame({"image_row": image_rows, "text_row": text_rows})
+        )
+
+    return contrast_with_variants(
+        score,
+        pairs["image_row"].to_numpy(),
+        pairs["text_row"].to_numpy(),
+        products,
+        products,
+        text_weight,
+        photo_weight,
+    )

@@ -1,9 +1,15 @@
-"""Variant contrast: a pair's score weighed against its product's other colour variants."""
+"""Variant contrast (benchmarks/variants.py): a score weighed against the product's variants."""
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pmatch.model.variants import contrast_with_variants, logit
+# Variant contrast is a benchmark row, not part of pmatch: its module lives in benchmarks/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from variants import contrast_with_variants, logit  # noqa: E402
 
 # Photos and texts 0-2: product A in three colours; 3: product B, sold in one colour.
 PRODUCTS = np.array(["A", "A", "A", "B"])
