@@ -52,6 +52,8 @@ class ConfigError(ValueError):
 
 @dataclass(**_SECTION)
 class SampleParams:
+    """The synthetic sample catalogue and its monitoring batches (pmatch sample)."""
+
     products: AtLeastOne
     seed: Seed
     batch_pairs: AtLeastOne
@@ -59,17 +61,23 @@ class SampleParams:
 
 @dataclass(**_SECTION)
 class DataParams:
+    """The catalogue to train on: a folder with catalog.csv and its images."""
+
     catalog: Annotated[str, Field(min_length=1)]
 
 
 @dataclass(**_SECTION)
 class ValidateParams:
+    """The catalogue contract's thresholds (pmatch validate)."""
+
     min_title_chars: AtLeastOne
     min_image_side: AtLeastOne
 
 
 @dataclass(**_SECTION)
 class PreprocessParams:
+    """Splits, pairs and the towers' inputs (pmatch preprocess)."""
+
     seed: Seed
     val_fraction: Annotated[float, Field(gt=0, lt=1)]
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
@@ -99,6 +107,8 @@ class PreprocessParams:
 
 @dataclass(**_SECTION)
 class TrainParams:
+    """The towers, the colour head and the match head (pmatch train)."""
+
     kind: Literal["two_tower", "seed_concat"]
     seed: Seed
     num_epochs: AtLeastOne
@@ -123,11 +133,15 @@ class TrainParams:
 
 @dataclass(**_SECTION)
 class EvaluateParams:
+    """Metrics and plots on the test split (pmatch evaluate)."""
+
     histogram_bins: AtLeastOne
 
 
 @dataclass(**_SECTION)
 class GateParams:
+    """When a candidate may replace the production model (pmatch gate)."""
+
     min_f1: Share
     max_regression: Annotated[
         float, Field(ge=0, le=1, description="the F1 a candidate may lose against production")
@@ -136,12 +150,16 @@ class GateParams:
 
 @dataclass(**_SECTION)
 class MonitorParams:
+    """The drift test on the score distribution (pmatch monitor)."""
+
     drift_method: DriftMethod
     drift_threshold: Positive
 
 
 @dataclass(**_SECTION)
 class Params:
+    """Every section of params.yaml; load_params builds it, each key present."""
+
     sample: SampleParams
     data: DataParams
     validate: ValidateParams
@@ -177,17 +195,18 @@ def _allowed(kind, name: str) -> str:
         for attribute in ("ge", "gt", "le", "lt"):
             if getattr(constraint, attribute, None) is not None:
                 bounds[attribute] = getattr(constraint, attribute)
-    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
-    high = (
-        ("]", bounds["le"]) if "le" in bounds else (")", bounds["lt"]) if "lt" in bounds else None
-    )
-    if low and high:
-        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
-    if low == ("(", 0):
+    ge, gt, le, lt = (bounds.get(attribute) for attribute in ("ge", "gt", "le", "lt"))
+    if ge is not None and le is not None:
+        return f"in [{ge}, {le}]"
+    if gt is not None and lt is not None:
+        return f"in ({gt}, {lt})"
+    if gt == 0:
         return "positive"
-    if low:
-        return f"at least {low[1]}" if low[0] == "[" else f"greater than {low[1]}"
-    return f"at most {high[1]}" if high[0] == "]" else f"less than {high[1]}"
+    if ge is not None:
+        return f"at least {ge}"
+    if gt is not None:
+        return f"greater than {gt}"
+    return f"at most {le}" if le is not None else f"less than {lt}"
 
 
 def _describe(error: dict, kind, prefix: str) -> str:
