@@ -92,6 +92,15 @@ SMALL_PROJECT = {
 
 
 @pytest.fixture(scope="session")
+def params():
+    """The project's params.yaml, validated: params sections have no defaults, so tests
+    start from it and change what they need with dataclasses.replace."""
+    from pmatch.config import load_params
+
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
 def local_s3(tmp_path_factory):
     """The embedded S3 server on a free port; yields its endpoint URL (credentials set)."""
     from pmatch.s3server import LOCAL_CREDENTIALS, LocalS3Server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 
 from pmatch.catalog.format import read_catalog
 from pmatch.catalog.splits import split_products
-from pmatch.config import PreprocessParams
+from pmatch.config import load_params
 from pmatch.features.dataset import build_dataset, load_dataset
 from pmatch.features.images import load_image, load_images
 from pmatch.features.text import PAD, UNKNOWN, Vocabulary, tokenize
@@ -31,8 +32,12 @@ DATASET_FILES = (
 TEST_ONLY_WORD = "zanzibarite"
 # The from-scratch inputs (pixels and word ids): tiny and fast; the pretrained ones have
 # their own tests (test_pretrained_pipeline, test_efficientnet_lite, test_minilm).
-PARAMS = PreprocessParams(
-    image_size=16, max_tokens=24, image_features="pixels", text_features="tokens"
+PARAMS = dataclasses.replace(
+    load_params(Path(__file__).resolve().parents[2] / "params.yaml").preprocess,
+    image_size=16,
+    max_tokens=24,
+    image_features="pixels",
+    text_features="tokens",
 )
 
 

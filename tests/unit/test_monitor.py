@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pmatch.config import MonitorParams
 from pmatch.monitor import (
     PairsFileError,
     drift_history,
@@ -215,7 +214,7 @@ def scores() -> tuple[np.ndarray, np.ndarray]:
     return rng.beta(2, 5, 400), rng.beta(2, 5, 300)
 
 
-def test_same_distribution_is_not_drift_and_the_reports_are_written(tmp_path, scores):
+def test_same_distribution_is_not_drift_and_the_reports_are_written(tmp_path, scores, params):
     reference, current = scores
     html_path = tmp_path / "reports" / "drift.html"
     json_path = tmp_path / "reports" / "drift.json"
@@ -224,14 +223,14 @@ def test_same_distribution_is_not_drift_and_the_reports_are_written(tmp_path, sc
         reference,
         current,
         0.5,
-        MonitorParams(),
+        params.monitor,
         html_path,
         json_path,
         title="pmatch score drift: unshifted",
     )
 
     assert verdict.drift is False
-    assert verdict.drift_score < verdict.threshold == MonitorParams().drift_threshold
+    assert verdict.drift_score < verdict.threshold == params.monitor.drift_threshold
     assert verdict.method == "wasserstein"
     assert (verdict.reference_pairs, verdict.current_pairs) == (400, 300)
     assert verdict.current_match_rate == round(float(np.mean(current >= 0.5)), 6)
@@ -241,14 +240,14 @@ def test_same_distribution_is_not_drift_and_the_reports_are_written(tmp_path, sc
     assert json.dumps(verdict.to_dict())
 
 
-def test_shifted_scores_are_drift(tmp_path, scores):
+def test_shifted_scores_are_drift(tmp_path, scores, params):
     reference, current = scores
 
     verdict = drift_report(
         reference,
         current * 0.5,
         0.5,
-        MonitorParams(),
+        params.monitor,
         tmp_path / "drift.html",
         tmp_path / "drift.json",
         title="pmatch score drift: shifted",
@@ -265,7 +264,7 @@ def test_shifted_scores_are_drift(tmp_path, scores):
 # drift history --------------------------------------------------------------------------------
 
 
-def test_drift_history_lists_every_run_by_date_and_links_its_report(tmp_path):
+def test_drift_history_lists_every_run_by_date_and_links_its_report(tmp_path, params):
     mixed = [
         {"image_path": "images/red.png", "text": "Red tee"},
         {"image_path": "images/red.png", "text": "Blue tee"},
@@ -289,7 +288,7 @@ def test_drift_history_lists_every_run_by_date_and_links_its_report(tmp_path):
             ColourMatcher(),
             reference,
             tmp_path / "incoming" / batch,
-            MonitorParams(),
+            params.monitor,
             reports,
             run_id,
             model_version="v1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -9,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pmatch.config import ValidateParams
 from pmatch.validate.contract import CatalogValidationError, image_status, validate_catalog
 
 LUMA = Path(__file__).resolve().parents[3] / "shared" / "data" / "luma"
@@ -36,10 +36,10 @@ def failed_section(message: str, expectation: str) -> str:
     return message[start : end if end != -1 else len(message)]
 
 
-def test_the_sample_catalogue_passes_and_the_result_is_saved(sample_catalog, tmp_path):
+def test_the_sample_catalogue_passes_and_the_result_is_saved(sample_catalog, tmp_path, params):
     out_dir = tmp_path / "validation"
 
-    outcome = validate_catalog(sample_catalog, ValidateParams(), out_dir)
+    outcome = validate_catalog(sample_catalog, params.validate, out_dir)
 
     assert outcome.success
     assert outcome.failed == []
@@ -54,7 +54,9 @@ def test_the_sample_catalogue_passes_and_the_result_is_saved(sample_catalog, tmp
     assert "all" in outcome.message(sample_catalog)
 
 
-def test_a_broken_catalogue_names_each_expectation_and_the_bad_lines(sample_catalog, tmp_path):
+def test_a_broken_catalogue_names_each_expectation_and_the_bad_lines(
+    sample_catalog, tmp_path, params
+):
     catalogue, frame = copy_catalogue(sample_catalog, tmp_path / "broken")
     # Row 4 repeats row 3's product_id and variant.
     frame.loc[4, ["product_id", "variant"]] = frame.loc[3, ["product_id", "variant"]].to_numpy()
@@ -66,7 +68,7 @@ def test_a_broken_catalogue_names_each_expectation_and_the_bad_lines(sample_cata
     out_dir = tmp_path / "validation"
 
     with pytest.raises(CatalogValidationError) as caught:
-        validate_catalog(catalogue, ValidateParams(), out_dir)
+        validate_catalog(catalogue, params.validate, out_dir)
     message = str(caught.value)
 
     assert str(catalogue / "catalog.csv") in message
@@ -93,18 +95,22 @@ def test_a_broken_catalogue_names_each_expectation_and_the_bad_lines(sample_cata
     assert (out_dir / "result.json").is_file()
 
 
-def test_a_photo_smaller_than_min_image_side_fails(sample_catalog, tmp_path):
+def test_a_photo_smaller_than_min_image_side_fails(sample_catalog, tmp_path, params):
     # The sample's photos are 96 px; a stricter contract refuses every one of them.
     with pytest.raises(CatalogValidationError, match='"image_status": "too_small"'):
-        validate_catalog(sample_catalog, ValidateParams(min_image_side=97), tmp_path / "out")
+        validate_catalog(
+            sample_catalog,
+            dataclasses.replace(params.validate, min_image_side=97),
+            tmp_path / "out",
+        )
 
 
-def test_a_catalogue_without_titles_names_the_missing_column(sample_catalog, tmp_path):
+def test_a_catalogue_without_titles_names_the_missing_column(sample_catalog, tmp_path, params):
     catalogue, frame = copy_catalogue(sample_catalog, tmp_path / "untitled")
     save(frame.drop(columns=["title"]), catalogue)
 
     with pytest.raises(CatalogValidationError) as caught:
-        validate_catalog(catalogue, ValidateParams(), tmp_path / "validation")
+        validate_catalog(catalogue, params.validate, tmp_path / "validation")
 
     assert "expect_column_to_exist(title): column 'title' is missing" in str(caught.value)
     assert "add the column to catalog.csv" in str(caught.value)
@@ -112,12 +118,12 @@ def test_a_catalogue_without_titles_names_the_missing_column(sample_catalog, tmp
     assert summary["success"] is False
 
 
-def test_expectations_that_cannot_run_on_a_missing_column_say_so(sample_catalog, tmp_path):
+def test_expectations_that_cannot_run_on_a_missing_column_say_so(sample_catalog, tmp_path, params):
     catalogue, frame = copy_catalogue(sample_catalog, tmp_path / "untitled")
     save(frame.drop(columns=["title"]), catalogue)
 
     with pytest.raises(CatalogValidationError) as caught:
-        validate_catalog(catalogue, ValidateParams(), tmp_path / "validation")
+        validate_catalog(catalogue, params.validate, tmp_path / "validation")
 
     message = str(caught.value)
     assert "0 row(s) fail" not in message
@@ -126,9 +132,9 @@ def test_expectations_that_cannot_run_on_a_missing_column_say_so(sample_catalog,
     )
 
 
-def test_a_folder_without_catalog_csv_is_refused_before_anything_runs(tmp_path):
+def test_a_folder_without_catalog_csv_is_refused_before_anything_runs(tmp_path, params):
     with pytest.raises(CatalogValidationError, match="no catalog.csv; set data.catalog"):
-        validate_catalog(tmp_path / "empty", ValidateParams(), tmp_path / "validation")
+        validate_catalog(tmp_path / "empty", params.validate, tmp_path / "validation")
     assert not (tmp_path / "validation").exists()
 
 
@@ -145,8 +151,8 @@ def test_image_status(tmp_path, sample_catalog):
 
 
 @pytest.mark.skipif(not (LUMA / "catalog.csv").is_file(), reason=f"no Luma catalogue at {LUMA}")
-def test_the_luma_catalogue_passes(tmp_path):
-    outcome = validate_catalog(LUMA, ValidateParams(), tmp_path / "validation")
+def test_the_luma_catalogue_passes(tmp_path, params):
+    outcome = validate_catalog(LUMA, params.validate, tmp_path / "validation")
 
     assert outcome.success
     summary = json.loads((tmp_path / "validation" / "summary.json").read_text())

@@ -46,8 +46,9 @@ def test_every_stage_depends_on_the_code_it_runs():
         assert any(dep.startswith("src/pmatch") for dep in stage["deps"]), name
 
 
-def test_seed_concat_needs_pixels_and_tokens():
+def test_seed_concat_needs_pixels_and_tokens(params):
+    raw = params.to_dict()
     with pytest.raises(ConfigError, match="seed_concat"):
-        parse_params({"train": {"kind": "seed_concat"}, "preprocess": {"text_features": "minilm"}})
+        parse_params({**raw, "train": {**raw["train"], "kind": "seed_concat"}})
     with pytest.raises(ConfigError, match="train.kind"):
-        parse_params({"train": {"kind": "vgg"}})
+        parse_params({**raw, "train": {**raw["train"], "kind": "vgg"}})
