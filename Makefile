@@ -44,8 +44,11 @@ run: setup ## the main job: sample catalogue, retrain DAG, monitor DAG (unshifte
 test: setup ## every test: unit, integration (DVC, Airflow, local S3)
 	$(BIN)/python -m pytest
 
-test-fast: setup ## unit tests only
-	$(BIN)/python -m pytest -m "not integration"
+test-fast: setup ## the unit tier: fast tests, no servers (about 2 minutes on 2 cores)
+	$(BIN)/python -m pytest -m unit
+
+test-integration: setup ## the integration tier: DVC, Airflow, local S3, pretrained networks
+	$(BIN)/python -m pytest -m integration
 
 repro: setup ## `dvc repro`: the DVC pipeline alone, no Airflow, no deployment
 	$(BIN)/dvc repro
@@ -60,4 +63,4 @@ lock: ## re-resolve requirements/base.in into the pinned lock file
 clean: ## remove pipeline outputs and run state (keeps the venv)
 	rm -rf data models reports .airflow .pmatch
 
-.PHONY: help setup run test test-fast repro lint lock clean
+.PHONY: help setup run test test-fast test-integration repro lint lock clean

@@ -115,3 +115,24 @@ def airflow_db():
     """A migrated SQLite Airflow metadata DB in the throwaway AIRFLOW_HOME."""
     run([sys.executable, "-m", "airflow", "db", "migrate"], ROOT)
     return _AIRFLOW_HOME / "airflow.db"
+
+
+# Test tiers: the folder decides. tests/unit and tests/dags hold fast tests of one module or
+# DAG file, with no servers (`make test-fast`); tests/integration runs DVC, Airflow, the
+# local S3 server or the pretrained networks. `slow` marks integration tests of minutes.
+TIER_FOLDERS = {"unit": "unit", "dags": "unit", "integration": "integration"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = Path(item.path).relative_to(ROOT / "tests").parts[0]
+        tier = TIER_FOLDERS.get(folder)
+        if tier is None:
+            raise pytest.UsageError(f"{item.path}: tests live under tests/{{unit,dags,integration}}")
+        marked = {mark.name for mark in item.iter_markers()} & {"integration", "slow"}
+        if tier == "unit" and marked:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked {', '.join(sorted(marked))} but lives in tests/{folder}: "
+                "move it to tests/integration"
+            )
+        item.add_marker(getattr(pytest.mark, tier))
