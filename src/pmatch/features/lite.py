@@ -1,4 +1,5 @@
-"""Frozen encoders through TensorFlow Lite's CPU kernels (XNNPACK).
+"""Frozen encoders through TensorFlow Lite's CPU kernels (XNNPACK): the only runtime that
+computes pmatch's frozen features.
 
 Photos: EfficientNet-Lite0 was designed for TensorFlow Lite: its depthwise convolutions run
 about 2x faster there than through Keras' compiled predict function on 2 cores (220 against
@@ -6,17 +7,15 @@ about 2x faster there than through Keras' compiled predict function on 2 cores (
 (tests/unit/test_lite.py). The runtime is one photo per call, so a photo's features never
 depend on which other photos share its batch, and the same on 1 or 2 threads.
 
-$PMATCH_IMAGE_RUNTIME picks it: `tflite` (default) or `keras` (the compiled predict
-function). Where TensorFlow Lite is missing or a network does not convert, pmatch warns
-once and uses Keras.
+Texts: MiniLM runs here with its weights in int8 and each token's activations quantised to
+int8 as it goes (TensorFlow Lite's dynamic-range quantisation), about 3x faster than Keras
+in float32 on 2 cores; the sentence embeddings keep a cosine above 0.99 to the float32 ones
+(tests/unit/test_lite_text.py). Texts run sorted by length, each batch cut to its longest
+text: padding is masked, so a text's embedding is the same to the bit whatever its batch
+and padding.
 
-Texts: with `preprocess.text_precision: int8` (the default), MiniLM runs here with its
-weights in int8 and each token's activations quantised to int8 as it goes (TensorFlow
-Lite's dynamic-range quantisation), about 3x faster than Keras in float32 on 2 cores; the
-sentence embeddings keep a cosine above 0.99 to the float32 ones
-(tests/unit/test_lite_text.py).
-Texts run sorted by length, each batch cut to its longest text: padding is masked, so a
-text's embedding is the same to the bit whatever its batch and padding.
+Where a network does not convert or run, this raises instead of falling back to Keras:
+features from another runtime would be filed in the feature store under this one's key.
 
 Converting takes about 5 s, so a converted network is cached in the pmatch cache folder
 (pmatch.features.weights.cache_dir), keyed by the network's weights, input shape,
@@ -30,29 +29,16 @@ import contextlib
 import hashlib
 import io
 import os
-import sys
 import warnings
 import weakref
 
 import numpy as np
 
-RUNTIMES = ("tflite", "keras")
 # Texts per TensorFlow Lite call: larger batches run no faster.
 TEXT_BATCH = 64
 # Converted networks of this process, by the Keras network they came from.
 _CONVERTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CONVERTED_TEXT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def image_runtime() -> str:
-    """$PMATCH_IMAGE_RUNTIME: which runtime computes frozen image features."""
-    runtime = os.environ.get("PMATCH_IMAGE_RUNTIME", "tflite").strip().lower() or "tflite"
-    if runtime not in RUNTIMES:
-        raise ValueError(
-            f"PMATCH_IMAGE_RUNTIME={runtime!r} is not one of {', '.join(RUNTIMES)}; unset it "
-            "for the default (tflite)."
-        )
-    return runtime
 
 
 class LiteNetwork:
@@ -83,24 +69,22 @@ class LiteNetwork:
         return np.stack(rows)
 
 
-def lite_network(network) -> LiteNetwork | None:
+def lite_network(network) -> LiteNetwork:
     """network (a frozen Keras model taking a batch of photos) as a LiteNetwork, converted
-    once per process and cached on disk; None when the runtime is keras or conversion fails
-    (with a warning on stderr)."""
-    if image_runtime() != "tflite":
-        return None
+    once per process and cached on disk. Raises RuntimeError where TensorFlow Lite cannot
+    convert or run it."""
     if network in _CONVERTED:
         return _CONVERTED[network]
     try:
         converted = LiteNetwork(_flatbuffer(network))
-    except Exception as error:  # any failure of the optional runtime falls back to Keras
-        print(
-            f"pmatch: TensorFlow Lite could not run {network.name} ({type(error).__name__}: "
-            f"{error}); photos are encoded with Keras instead (slower, same features to "
-            "1e-5). Set PMATCH_IMAGE_RUNTIME=keras to skip this attempt.",
-            file=sys.stderr,
-        )
-        converted = None
+    except Exception as error:
+        raise RuntimeError(
+            f"TensorFlow Lite could not convert or run {network.name} ({type(error).__name__}: "
+            f"{error}); pmatch encodes photos through TensorFlow Lite only. Check that "
+            "tensorflow-cpu is installed at the version requirements/lock.txt pins (`make "
+            "setup`), and delete the converted copies in the tflite folder of the pmatch cache "
+            "(pmatch.features.weights.cache_dir) if one is damaged."
+        ) from error
     _CONVERTED[network] = converted
     return converted
 
@@ -144,7 +128,7 @@ def convert(network) -> bytes:
 
 class LiteTextNetwork:
     """MiniLM converted for texts of any length, called on token ids and attention masks
-    as WordPieceTokenizer.encode() returns them."""
+    as pmatch.features.tokenizer.WordPieceTokenizer.encode() returns them."""
 
     def __init__(self, flatbuffer: bytes, threads: int | None = None):
         self.interpreter = _interpreter(flatbuffer, threads)
@@ -162,7 +146,8 @@ class LiteTextNetwork:
             row = int(np.argmin(lengths))
             raise ValueError(
                 f"text {row} has an empty attention mask; encode texts with "
-                "WordPieceTokenizer.encode(), which always keeps [CLS] and [SEP]"
+                "pmatch.features.tokenizer.WordPieceTokenizer.encode(), which always keeps "
+                "[CLS] and [SEP]"
             )
         order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), TEXT_BATCH):
@@ -186,9 +171,8 @@ class LiteTextNetwork:
 
 def lite_text_network(encoder) -> LiteTextNetwork:
     """The MiniLM encoder (load_minilm's, any max_tokens) with int8 weights, converted once
-    per process and cached on disk. Raises RuntimeError, naming the param to change, where
-    TensorFlow Lite cannot run it: float32 features would not match a model trained on int8
-    ones."""
+    per process and cached on disk. Raises RuntimeError where TensorFlow Lite cannot convert
+    or run it."""
     if encoder in _CONVERTED_TEXT:
         return _CONVERTED_TEXT[encoder]
     try:
@@ -196,9 +180,11 @@ def lite_text_network(encoder) -> LiteTextNetwork:
         converted = LiteTextNetwork(_cached_flatbuffer(name, lambda: convert_text(encoder)))
     except Exception as error:
         raise RuntimeError(
-            f"TensorFlow Lite could not run MiniLM in int8 ({type(error).__name__}: {error}); "
-            "set preprocess.text_precision: float32 in params.yaml to encode texts with Keras, "
-            "and train again (int8 and float32 features differ slightly)"
+            f"TensorFlow Lite could not convert or run MiniLM in int8 ({type(error).__name__}: "
+            f"{error}); pmatch encodes texts through TensorFlow Lite only. Check that "
+            "tensorflow-cpu is installed at the version requirements/lock.txt pins (`make "
+            "setup`), and delete the converted copies in the tflite folder of the pmatch cache "
+            "(pmatch.features.weights.cache_dir) if one is damaged."
         ) from error
     _CONVERTED_TEXT[encoder] = converted
     return converted

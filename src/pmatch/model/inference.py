@@ -17,9 +17,8 @@ from pmatch.artifacts import (
 from pmatch.features.images import photos_per_batch
 from pmatch.features.text import Vocabulary
 
-# Texts per MiniLM call. An eager call keeps every layer's activations until it returns:
-# 1024 texts at once took 7 GB, 128 at a time take 1.6 GB and run as fast.
-TRANSFORMER_BATCH = 128
+# What preprocessing.json must say for scoring to prepare photos and texts as in training.
+PREPROCESSING_KEYS = ("image_size", "max_tokens", "image_features", "text_features")
 
 
 class ModelFolderError(ValueError):
@@ -43,9 +42,7 @@ class Matcher:
     wordpiece: object = None
     image_features: str = "pixels"
     text_features: str = "tokens"
-    unfrozen_blocks: int = 0
     feature_store: object = None
-    text_precision: str = "float32"
 
     @classmethod
     def load(
@@ -61,7 +58,6 @@ class Matcher:
 
         # Registers pmatch's custom layers, which safe_mode loading must know by name.
         import pmatch.features.colour  # noqa: F401
-        import pmatch.features.efficientnet_lite  # noqa: F401
         import pmatch.features.minilm  # noqa: F401
         import pmatch.model.matcher  # noqa: F401
 
@@ -72,14 +68,25 @@ class Matcher:
                     f"{directory / name}: missing; a model folder holds {MODEL_FILE}, "
                     f"{VOCABULARY_FILE} and {PREPROCESSING_FILE} (run `dvc repro train`)"
                 )
-        model = keras.saving.load_model(directory / MODEL_FILE, safe_mode=True)
         preprocessing = json.loads((directory / PREPROCESSING_FILE).read_text())
+        missing = [key for key in PREPROCESSING_KEYS if key not in preprocessing]
+        if missing:
+            raise ModelFolderError(
+                f"{directory / PREPROCESSING_FILE}: lacks {', '.join(missing)}; the model was "
+                "saved by an older pmatch. Train it again (`dvc repro train`)"
+            )
+        model = keras.saving.load_model(directory / MODEL_FILE, safe_mode=True)
         if threshold is None and (directory / "metrics.json").is_file():
             threshold = json.loads((directory / "metrics.json").read_text()).get("threshold")
         wordpiece = None
-        if preprocessing.get("text_features") == "minilm":
-            from pmatch.features.minilm import WordPieceTokenizer
+        if preprocessing["text_features"] == "minilm":
+            from pmatch.features.tokenizer import WordPieceTokenizer
 
+            if not (directory / MINILM_VOCABULARY_FILE).is_file():
+                raise ModelFolderError(
+                    f"{directory / MINILM_VOCABULARY_FILE}: missing; a model trained on MiniLM "
+                    "features carries its tokenizer's vocabulary (run `dvc repro train`)"
+                )
             wordpiece = WordPieceTokenizer(directory / MINILM_VOCABULARY_FILE)
         return cls(
             wordpiece=wordpiece,
@@ -90,12 +97,9 @@ class Matcher:
             image_size=int(preprocessing["image_size"]),
             max_tokens=int(preprocessing["max_tokens"]),
             threshold=threshold,
-            image_features=preprocessing.get("image_features", "pixels"),
-            text_features=preprocessing.get("text_features", "tokens"),
-            unfrozen_blocks=int(preprocessing.get("unfrozen_blocks", 0)),
+            image_features=preprocessing["image_features"],
+            text_features=preprocessing["text_features"],
             feature_store=feature_store,
-            # Models trained before text_precision existed read float32 MiniLM features.
-            text_precision=preprocessing.get("text_precision", "float32"),
         )
 
     def embed_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -113,7 +117,7 @@ class Matcher:
         backbone = self.image_encoder.get_layer("image_feature_encoder")
         features, _ = cached_features(
             self.feature_store,
-            image_feature_key(self.image_size, self.unfrozen_blocks),
+            image_feature_key(self.image_size),
             [photo_digest(photo) for photo in images],
             backbone.output_shape[-1],
             lambda positions: _predict(backbone, images[positions], batch_size, call=encode_photos),
@@ -136,19 +140,17 @@ class Matcher:
         backbone = self.text_encoder.get_layer("minilm")
         features, _ = cached_features(
             self.feature_store,
-            text_feature_key(self.max_tokens, self.text_precision),
+            text_feature_key(self.max_tokens),
             [text_digest(text) for text in texts],
             backbone.output_shape[-1],
             lambda positions: _predict(
                 backbone,
                 {"input_ids": ids[positions], "attention_mask": mask[positions]},
-                # In int8, TensorFlow Lite runs 64 texts at a time, however many it is given;
-                # the more it is given, the better they sort by length (less padding).
-                min(batch_size, TRANSFORMER_BATCH)
-                if self.text_precision == "float32"
-                else batch_size,
+                # TensorFlow Lite runs 64 texts at a time, however many it is given; the
+                # more it is given, the better they sort by length (less padding).
+                batch_size,
                 call=lambda model, batch: encode_texts(
-                    model, batch["input_ids"], batch["attention_mask"], self.text_precision
+                    model, batch["input_ids"], batch["attention_mask"]
                 ),
             ),
         )
