@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import make_project, run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TINY = {
     "sample": {"products": 40, "seed": 5, "batch_pairs": 20},

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

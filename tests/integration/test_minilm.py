@@ -38,7 +38,7 @@ from pmatch.features.tokenizer import WordPieceTokenizer  # noqa: E402
 
 # Loading the network and running the torch reference take some seconds each; the
 # tokenizer and conversion-error tests are fast and stay unmarked.
-slow = pytest.mark.integration
+pytestmark = pytest.mark.integration
 
 MAX_TOKENS = 32
 
@@ -221,7 +221,6 @@ def test_a_vocabulary_without_special_tokens_is_named(tmp_path):
         WordPieceTokenizer(vocabulary)
 
 
-@slow
 def test_keras_model_matches_the_torch_reference(files, tokenizer, model):
     """Embeddings agree within 1e-4 (max abs), last hidden states within 1e-3.
 
@@ -243,7 +242,6 @@ def test_keras_model_matches_the_torch_reference(files, tokenizer, model):
     assert np.abs(hidden - expected_hidden).max() < 1e-3
 
 
-@slow
 def test_similar_titles_are_closer(tokenizer, model):
     titles = ["red cotton t-shirt", "red tee", "steel water bottle", "metal drinking flask"]
     input_ids, attention_mask = tokenizer.encode(titles, MAX_TOKENS)
@@ -256,7 +254,6 @@ def test_similar_titles_are_closer(tokenizer, model):
     assert similarity[2, 3] > similarity[2, 1] + 0.2
 
 
-@slow
 def test_padding_does_not_change_the_embedding(tokenizer, model, tmp_path, monkeypatch):
     monkeypatch.setenv("PMATCH_CACHE_DIR", str(tmp_path))
     titles = ["Café au lait mug, 350 ml", "USB-C to USB-A adapter"]
@@ -270,7 +267,6 @@ def test_padding_does_not_change_the_embedding(tokenizer, model, tmp_path, monke
     np.testing.assert_allclose(short, long, atol=1e-5)
 
 
-@slow
 def test_saved_model_reloads_in_safe_mode_with_identical_outputs(tokenizer, model, tmp_path):
     input_ids, attention_mask = tokenizer.encode(TEXTS[:8], MAX_TOKENS)
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -286,7 +282,6 @@ def test_saved_model_reloads_in_safe_mode_with_identical_outputs(tokenizer, mode
     )
 
 
-@slow
 def test_second_load_reads_the_cache_not_the_checkpoint(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("PMATCH_CACHE_DIR", str(tmp_path))
     input_ids, attention_mask = tokenizer.encode(TEXTS[:4], 16)
@@ -310,7 +305,6 @@ def test_second_load_reads_the_cache_not_the_checkpoint(tokenizer, tmp_path, mon
     )
 
 
-@slow
 def test_a_broken_cache_file_is_named(tmp_path, monkeypatch, files):
     monkeypatch.setenv("PMATCH_CACHE_DIR", str(tmp_path))
     cached = minilm.cached_weights_path(files["weights"])
