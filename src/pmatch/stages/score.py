@@ -39,7 +39,7 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
-    from pmatch.monitor import score_pairs_file
+    from pmatch.score import score_pairs_file
     from pmatch.pipeline import project_settings, workspace
     from pmatch.storage import open_registry, s3_settings
 
