@@ -39,8 +39,8 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
-    from pmatch.score import score_pairs_file
     from pmatch.pipeline import project_settings, workspace
+    from pmatch.score import score_pairs_file
     from pmatch.storage import open_registry, s3_settings
 
     threshold = args.threshold
