@@ -199,44 +199,40 @@ def write_drift_history(history: pd.DataFrame, out_dir: str | Path) -> dict[str,
     history.html (the plot and one row per run, newest first, each linking its Evidently
     report) into out_dir. Returns {file name: path}."""
     import base64
-    import html
+
+    from pmatch.templates import render_page
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in (HISTORY_CSV, HISTORY_PLOT, HISTORY_HTML)}
     history.to_csv(paths[HISTORY_CSV], index=False)
     _plot_drift_history(history, paths[HISTORY_PLOT])
-    plot = base64.b64encode(paths[HISTORY_PLOT].read_bytes()).decode("ascii")
-    drifted = int(history["drift"].sum())
-    rows = []
-    for run in history.iloc[::-1].itertuples(index=False):
-        flag = "DRIFT" if run.drift else "no drift"
-        rows.append(
-            f'<tr class="{"drift" if run.drift else "ok"}">'
-            f"<td>{html.escape(run.run_date or '-')}</td><td>{html.escape(run.batch)}</td>"
-            f"<td>{html.escape(run.run_id)}</td><td>{html.escape(str(run.model_version))}</td>"
-            f"<td>{flag}</td><td>{_number(run.drift_score)} / {_number(run.threshold)}</td>"
-            f"<td>{_number(run.current_mean_score)} ({_number(run.reference_mean_score)})</td>"
-            f"<td>{_number(run.current_match_rate)} ({_number(run.reference_match_rate)})</td>"
-            f"<td>{run.current_pairs}</td>"
-            f'<td><a href="{html.escape(run.report)}">report</a></td></tr>'
-        )
-    paths[HISTORY_HTML].write_text(
-        "<!doctype html>\n<html><head><meta charset='utf-8'><title>pmatch drift history</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-        "tr.drift{background:#fde2e1}</style></head><body>"
-        f"<h1>pmatch drift history</h1><p>{len(history)} monitoring run(s), {drifted} flagged "
-        "as drift. Each run compares the production model's scores on an incoming batch with "
-        "that model's scores on its test split (Evidently; the drift score against the "
-        "threshold of monitor.drift_threshold).</p>"
-        f'<img src="data:image/png;base64,{plot}" alt="drift score and mean score per run">'
-        "<table><tr><th>run date</th><th>batch</th><th>run id</th><th>model version</th>"
-        "<th>verdict</th><th>drift score / threshold</th><th>mean score (reference)</th>"
-        "<th>match rate (reference)</th><th>pairs</th><th>Evidently</th></tr>"
-        + "\n".join(rows)
-        + "</table></body></html>\n"
+    runs = [
+        {
+            "drift": bool(run.drift),
+            "run_date": run.run_date or "-",
+            "batch": run.batch,
+            "run_id": run.run_id,
+            "model_version": str(run.model_version),
+            "drift_score": _number(run.drift_score),
+            "threshold": _number(run.threshold),
+            "current_mean_score": _number(run.current_mean_score),
+            "reference_mean_score": _number(run.reference_mean_score),
+            "current_match_rate": _number(run.current_match_rate),
+            "reference_match_rate": _number(run.reference_match_rate),
+            "current_pairs": run.current_pairs,
+            "report": run.report,
+        }
+        for run in history.iloc[::-1].itertuples(index=False)
+    ]
+    page = render_page(
+        "history.html.j2",
+        runs=runs,
+        drifted=int(history["drift"].sum()),
+        # The plot is inlined so the page stands alone, in S3 as locally.
+        plot=base64.b64encode(paths[HISTORY_PLOT].read_bytes()).decode("ascii"),
     )
+    paths[HISTORY_HTML].write_text(page, encoding="utf-8")
     return paths
 
 
