@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/score_throughput.py --before 5bc8e55 --work ~/.cache/pmatch-bench/score
     .venv/bin/python benchmarks/score_throughput.py --model models/candidate --models scratch
 
-Writes a seeded synthetic catalogue (pmatch.catalog.sample) with --images photos and a
+Writes a seeded synthetic catalogue (pmatch.sample) with --images photos and a
 pairs CSV of --pairs rows over those photos and their texts (each photo in --pairs/--images
 rows: once with its own text, otherwise with a random one of the others), trains a small
 model of each kind on a second, small catalogue (or takes --model), then measures:

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/train_heads.py --products 5000 --runs 3 --work ~/.cache/pmatch-bench
     .venv/bin/python benchmarks/train_heads.py --members 1 --name train-heads-1-member
 
-Writes a seeded synthetic catalogue of --products products (pmatch.catalog.sample) and
+Writes a seeded synthetic catalogue of --products products (pmatch.sample) and
 preprocesses it once with build_dataset: EfficientNet-Lite0 features of every photo at
 --image-size px and MiniLM features of every text (params.yaml's preprocess section with
 those feature settings). The extraction is timed (photos/s) and the dataset is kept under

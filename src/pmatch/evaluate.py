@@ -9,21 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pmatch.artifacts import (
-    ERRORS_FILE,
-    ERRORS_REPORT_FILE,
-    METRICS_FILE,
-    PLOTS_FILE,
-    REFERENCE_SCORES_FILE,
-)
+from pmatch.artifacts import METRICS_FILE, PLOTS_FILE, REFERENCE_SCORES_FILE
 from pmatch.config import EvaluateParams
+from pmatch.error_report import write_error_report
 from pmatch.features.dataset import Dataset, load_dataset
-
-# errors.html shows this many pairs of each kind of error, the most confident first;
-# errors.csv lists every one.
-ERRORS_SHOWN = 50
-THUMBNAIL_SIDE = 112
-TEXT_SHOWN = 220  # characters of each text in errors.html
 
 
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -88,31 +77,6 @@ def score_pairs(matcher, dataset: Dataset, pairs: pd.DataFrame) -> np.ndarray:
         )
     return matcher.score_embeddings(
         image_embeddings[image_positions], text_embeddings[text_positions]
-    )
-
-
-def score_pairs_with_variants(
-    matcher, dataset: Dataset, pairs: pd.DataFrame, text_weight: float, photo_weight: float
-) -> np.ndarray:
-    """score_pairs, each pair weighed against the other colour variants of its products
-    (pmatch.model.variants): the catalogue rows sharing the photo's or the text's product_id."""
-    from pmatch.model.variants import contrast_with_variants
-
-    products = dataset.items["product_id"].to_numpy()
-
-    def score(image_rows, text_rows):
-        return score_pairs(
-            matcher, dataset, pd.DataFrame({"image_row": image_rows, "text_row": text_rows})
-        )
-
-    return contrast_with_variants(
-        score,
-        pairs["image_row"].to_numpy(),
-        pairs["text_row"].to_numpy(),
-        products,
-        products,
-        text_weight,
-        photo_weight,
     )
 
 
@@ -190,7 +154,7 @@ def evaluate_model(
     out_dir gets metrics.json (DVC metrics), pr_curve.csv and score_histogram.csv (DVC plots),
     evaluation.png (PR curve, score histograms by pair kind, confusion matrix),
     reference_scores.csv (the test scores monitoring compares batches with), and the test
-    pairs the model decides wrongly: errors.csv and errors.html (write_error_report; with
+    pairs the model decides wrongly: errors.csv and errors.html (pmatch.error_report; with
     catalog, the catalogue folder the dataset was built from, it shows their photos).
     """
     from pmatch.model.inference import Matcher
@@ -210,147 +174,6 @@ def evaluate_model(
     _write_plots(test_pairs, test_scores, metrics, params, out_dir)
     write_error_report(test_pairs, test_scores, metrics, dataset.items, out_dir, catalog)
     return metrics
-
-
-def misjudged_pairs(
-    test_pairs: pd.DataFrame, scores: np.ndarray, threshold: float, items: pd.DataFrame
-) -> pd.DataFrame:
-    """The pairs decided wrongly at threshold: matches scored below it and non-matches at
-    or above it, each kind of error apart and the most confident first.
-
-    items: the dataset's catalogue rows (Dataset.items), which name the photo's own row
-    (photo_of), the text's row (text_of) and the text itself.
-    """
-    labels = test_pairs["label"].to_numpy()
-    wrong = (scores >= threshold) != (labels == 1)
-    pairs = test_pairs.loc[wrong]
-    photo, text = items.loc[pairs["image_row"]], items.loc[pairs["text_row"]]
-    errors = pd.DataFrame(
-        {
-            "error": np.where(
-                pairs["label"].to_numpy() == 1,
-                "missed match",
-                "accepted " + pairs["kind"].astype(str) + " negative",
-            ),
-            "kind": pairs["kind"].to_numpy(),
-            "label": pairs["label"].to_numpy(),
-            "score": np.round(scores[wrong], 4),
-            "margin": np.round(np.abs(scores[wrong] - threshold), 4),
-            "photo_of": photo["row_key"].to_numpy(),
-            "text_of": text["row_key"].to_numpy(),
-            "category": photo["top_category"].to_numpy(),
-            "image_path": photo["image_path"].to_numpy(),
-            "text": text["text"].to_numpy(),
-            "image_row": pairs["image_row"].to_numpy(),
-            "text_row": pairs["text_row"].to_numpy(),
-        }
-    )
-    return errors.sort_values(
-        ["label", "kind", "margin"], ascending=[False, True, False], ignore_index=True
-    )
-
-
-def write_error_report(
-    test_pairs: pd.DataFrame,
-    scores: np.ndarray,
-    metrics: dict,
-    items: pd.DataFrame,
-    out_dir: Path,
-    catalog: str | Path | None = None,
-) -> pd.DataFrame:
-    """Writes errors.csv (every misjudged test pair: misjudged_pairs) and errors.html (up
-    to ERRORS_SHOWN of each kind of error, with the photo, the text it was scored against
-    and what the photo really is), for people reviewing what a model gets wrong.
-
-    catalog: the catalogue folder the photos' paths are relative to; without it (or for a
-    photo not there) the report names the photo's path instead of showing it.
-    Returns the errors.
-    """
-    import html
-
-    errors = misjudged_pairs(test_pairs, scores, metrics["threshold"], items)
-    errors.to_csv(out_dir / ERRORS_FILE, index=False)
-    kinds = test_pairs["kind"].astype(str)
-    # Each kind of error: its heading and how many test pairs could have had it.
-    totals = {"missed match": ("Missed matches", int((test_pairs["label"] == 1).sum()))}
-    for kind in sorted(set(kinds[test_pairs["label"] == 0])):
-        totals[f"accepted {kind} negative"] = (
-            f"Accepted {kind} negatives",
-            int((kinds == kind).sum()),
-        )
-    counts = errors["error"].value_counts()
-    summary = ", ".join(
-        f"{error}: {int(counts.get(error, 0))} of {total}" for error, (_, total) in totals.items()
-    )
-    sections = []
-    for error, (heading, total) in totals.items():
-        chosen = errors[errors["error"] == error]
-        sections.append(f"<h2>{html.escape(heading)}: {len(chosen)} of {total}</h2>")
-        if chosen.empty:
-            sections.append("<p>None.</p>")
-            continue
-        sections.append(
-            "<table><tr><th>photo</th><th>score</th><th>text scored</th>"
-            "<th>photo of / text of</th><th>category</th></tr>"
-        )
-        sections += [_error_row(row, catalog) for row in chosen.head(ERRORS_SHOWN).itertuples()]
-        sections.append("</table>")
-        if len(chosen) > ERRORS_SHOWN:
-            sections.append(f"<p>And {len(chosen) - ERRORS_SHOWN} more in {ERRORS_FILE}.</p>")
-    body = "\n".join(sections)
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pmatch: test pairs decided wrongly</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }}
-td.text {{ max-width: 40em; }}
-</style></head><body>
-<h1>Test pairs decided wrongly</h1>
-<p>Threshold {metrics["threshold"]:.4f} (chosen on validation), F1 {metrics["f1"]:.4f} over
-{len(test_pairs)} test pairs. {html.escape(summary)}. Most confident first: the score's
-distance from the threshold. Every one is in {ERRORS_FILE}.</p>
-{body}
-</body></html>
-"""
-    (out_dir / ERRORS_REPORT_FILE).write_text(page, encoding="utf-8")
-    return errors
-
-
-def _error_row(row, catalog: str | Path | None) -> str:
-    import html
-
-    text = row.text if len(row.text) <= TEXT_SHOWN else row.text[: TEXT_SHOWN - 1] + "…"
-    return (
-        f"<tr><td>{_thumbnail(catalog, row.image_path)}</td><td>{row.score:.3f}</td>"
-        f'<td class="text">{html.escape(text)}</td>'
-        f"<td>{html.escape(str(row.photo_of))}<br>{html.escape(str(row.text_of))}</td>"
-        f"<td>{html.escape(str(row.category))}</td></tr>"
-    )
-
-
-def _thumbnail(catalog: str | Path | None, image_path: str) -> str:
-    """An inline JPEG thumbnail of the photo, or its path where it cannot be read."""
-    import base64
-    import html
-    import io
-
-    from PIL import Image, ImageOps
-
-    from pmatch.catalog.format import resolve_image
-
-    if catalog is not None:
-        try:
-            with Image.open(resolve_image(catalog, image_path)) as image:
-                image = ImageOps.exif_transpose(image).convert("RGB")
-                image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-                buffer = io.BytesIO()
-                image.save(buffer, format="JPEG", quality=85)
-            encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-            return f'<img src="data:image/jpeg;base64,{encoded}" alt="{html.escape(image_path)}">'
-        except OSError:
-            pass
-    return html.escape(image_path)
 
 
 def _round(value):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pmatch import evaluate
+from pmatch import error_report
 
 
 def catalogue_rows(folder):
@@ -42,11 +42,11 @@ def test_the_report_lists_every_wrong_decision_with_what_the_photo_really_is(tmp
     pairs, scores = scored_pairs()
     metrics = {"threshold": 0.5, "f1": 0.5}
 
-    errors = evaluate.write_error_report(
+    errors = error_report.write_error_report(
         pairs, scores, metrics, items, tmp_path, tmp_path / "catalogue"
     )
 
-    written = pd.read_csv(tmp_path / evaluate.ERRORS_FILE)
+    written = pd.read_csv(tmp_path / error_report.ERRORS_FILE)
     assert written["error"].tolist() == [
         "missed match",
         "accepted hard negative",
@@ -56,7 +56,7 @@ def test_the_report_lists_every_wrong_decision_with_what_the_photo_really_is(tmp
     assert written["text_of"].tolist() == ["T1/Red", "T1/Red", "T1/Blue"]
     assert written["margin"].tolist() == [0.3, 0.3, 0.1]
     assert len(errors) == 3
-    page = (tmp_path / evaluate.ERRORS_REPORT_FILE).read_text(encoding="utf-8")
+    page = (tmp_path / error_report.ERRORS_REPORT_FILE).read_text(encoding="utf-8")
     assert "Missed matches: 1 of 2" in page
     assert "Accepted hard negatives: 1 of 1" in page
     assert "Accepted random negatives: 1 of 2" in page
@@ -71,30 +71,30 @@ def test_without_a_catalogue_the_report_names_the_photos(tmp_path):
     items = catalogue_rows(tmp_path / "catalogue")
     pairs, scores = scored_pairs()
 
-    evaluate.write_error_report(pairs, scores, {"threshold": 0.5, "f1": 0.5}, items, tmp_path)
+    error_report.write_error_report(pairs, scores, {"threshold": 0.5, "f1": 0.5}, items, tmp_path)
 
-    page = (tmp_path / evaluate.ERRORS_REPORT_FILE).read_text(encoding="utf-8")
+    page = (tmp_path / error_report.ERRORS_REPORT_FILE).read_text(encoding="utf-8")
     assert "<img" not in page
     assert "images/tee-red.png</td>" in page
 
 
 def test_the_page_shows_the_most_confident_errors_and_says_how_many_more(tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluate, "ERRORS_SHOWN", 1)
+    monkeypatch.setattr(error_report, "ERRORS_SHOWN", 1)
     items = catalogue_rows(tmp_path / "catalogue")
     pairs = pd.DataFrame(
         {"image_row": [0, 1, 2], "text_row": [0, 1, 2], "label": [1, 1, 1], "kind": ["match"] * 3}
     )
 
-    evaluate.write_error_report(
+    error_report.write_error_report(
         pairs, np.array([0.4, 0.05, 0.3]), {"threshold": 0.5, "f1": 0.0}, items, tmp_path
     )
 
-    page = (tmp_path / evaluate.ERRORS_REPORT_FILE).read_text(encoding="utf-8")
+    page = (tmp_path / error_report.ERRORS_REPORT_FILE).read_text(encoding="utf-8")
     assert "Missed matches: 3 of 3" in page
     assert "images/tee-red.png</td>" in page  # score 0.05, the most confident miss
     assert "images/tee-blue.png" not in page
     assert "And 2 more in errors.csv." in page
-    assert len(pd.read_csv(tmp_path / evaluate.ERRORS_FILE)) == 3
+    assert len(pd.read_csv(tmp_path / error_report.ERRORS_FILE)) == 3
 
 
 def test_no_errors_makes_a_report_that_says_so(tmp_path):
@@ -102,11 +102,11 @@ def test_no_errors_makes_a_report_that_says_so(tmp_path):
     pairs, _ = scored_pairs()
     right = np.where(pairs["label"] == 1, 0.9, 0.1)
 
-    errors = evaluate.write_error_report(
+    errors = error_report.write_error_report(
         pairs, right, {"threshold": 0.5, "f1": 1.0}, items, tmp_path
     )
 
     assert errors.empty
-    assert pd.read_csv(tmp_path / evaluate.ERRORS_FILE).empty
-    page = (tmp_path / evaluate.ERRORS_REPORT_FILE).read_text(encoding="utf-8")
+    assert pd.read_csv(tmp_path / error_report.ERRORS_FILE).empty
+    page = (tmp_path / error_report.ERRORS_REPORT_FILE).read_text(encoding="utf-8")
     assert page.count("<p>None.</p>") == 3

@@ -1,4 +1,4 @@
-"""Tests for scoring pair files and the Evidently drift report on match scores."""
+"""Tests for scoring pair files (pmatch.score) and the Evidently drift report on match scores."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import pytest
 from PIL import Image
 
 from pmatch.monitor import (
-    PairsFileError,
     drift_history,
     drift_report,
     monitor_batch,
     safe_name,
-    score_pairs_file,
     write_drift_history,
 )
+from pmatch.score import PairsFileError, score_pairs_file
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
 

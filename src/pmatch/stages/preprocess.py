@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pmatch.stages.common import add_params_argument, params_from, print_json, progress_printer, say
+from pmatch.progress import progress_reporter
+from pmatch.stages.common import add_params_argument, params_from, print_json, say
 
 
 def add_arguments(parser) -> None:
@@ -27,16 +28,21 @@ def run(args) -> None:
     store = open_default_store() if pretrained else None
     if store is not None:
         say(f"  frozen features cached in {store.path} (PMATCH_FEATURE_CACHE=off disables)")
-    summary = build_dataset(
-        catalog,
-        params.preprocess,
-        args.out,
-        progress=progress_printer(
-            "photos encoded"
-            if params.preprocess.image_features == "efficientnet_lite0"
-            else "photos loaded"
-        ),
-        feature_store=store,
-        text_progress=progress_printer("texts encoded"),
+    photos = (
+        "photos encoded"
+        if params.preprocess.image_features == "efficientnet_lite0"
+        else "photos loaded"
     )
+    with (
+        progress_reporter(photos) as photo_progress,
+        progress_reporter("texts encoded") as text_progress,
+    ):
+        summary = build_dataset(
+            catalog,
+            params.preprocess,
+            args.out,
+            progress=photo_progress,
+            feature_store=store,
+            text_progress=text_progress,
+        )
     print_json({**summary, "feature_cache": str(store.path) if store else "off"})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pmatch.stages.common import add_params_argument, params_from, print_json, progress_printer, say
+from pmatch.progress import progress_reporter
+from pmatch.stages.common import add_params_argument, params_from, print_json, say
 
 
 def add_arguments(parser) -> None:
@@ -29,13 +30,14 @@ def run(args) -> None:
     if products < 2:
         raise ValueError(f"--products {products}: a catalogue needs at least 2 products")
     say(f"writing a {products}-product sample catalogue (seed {seed}) to {args.out}")
-    summary = write_sample(
-        args.out,
-        products=products,
-        seed=seed,
-        batch_pairs=batch_pairs,
-        random_negatives=params.preprocess.random_negatives,
-        hard_negatives=params.preprocess.hard_negatives,
-        progress=progress_printer("products drawn"),
-    )
+    with progress_reporter("products drawn") as progress:
+        summary = write_sample(
+            args.out,
+            products=products,
+            seed=seed,
+            batch_pairs=batch_pairs,
+            random_negatives=params.preprocess.random_negatives,
+            hard_negatives=params.preprocess.hard_negatives,
+            progress=progress,
+        )
     print_json(summary)

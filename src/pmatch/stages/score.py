@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-from pmatch.stages.common import print_json, progress_printer, say
+from pmatch.progress import progress_reporter
+from pmatch.stages.common import print_json, say
 
 
 def add_arguments(parser) -> None:
@@ -39,8 +39,8 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
-    from pmatch.monitor import score_pairs_file
     from pmatch.pipeline import project_settings, workspace
+    from pmatch.score import score_pairs_file
     from pmatch.storage import open_registry, s3_settings
 
     threshold = args.threshold
@@ -60,13 +60,18 @@ def run(args) -> None:
     # Frozen features of photos and texts seen before come from the feature cache
     # (PMATCH_FEATURE_CACHE; 'off' disables it).
     matcher = Matcher.load(model_dir, threshold=threshold, feature_store=open_default_store())
-    print_json(
-        score_pairs_file(
+    # A line after every chunk of pairs (thousands of rows), the rate counted from the start.
+    with (
+        progress_reporter("pairs scored", every=0, count_from_now=True) as progress,
+        progress_reporter("photos encoded") as photo_progress,
+        progress_reporter("texts encoded") as text_progress,
+    ):
+        summary = score_pairs_file(
             matcher,
             args.pairs,
             args.out,
-            progress=progress_printer("pairs scored", every=0, started=time.monotonic()),
-            photo_progress=progress_printer("photos encoded"),
-            text_progress=progress_printer("texts encoded"),
+            progress=progress,
+            photo_progress=photo_progress,
+            text_progress=text_progress,
         )
-    )
+    print_json(summary)
