@@ -128,7 +128,9 @@ def pytest_collection_modifyitems(config, items):
         folder = Path(item.path).relative_to(ROOT / "tests").parts[0]
         tier = TIER_FOLDERS.get(folder)
         if tier is None:
-            raise pytest.UsageError(f"{item.path}: tests live under tests/{{unit,dags,integration}}")
+            raise pytest.UsageError(
+                f"{item.path}: tests live under tests/{{unit,dags,integration}}"
+            )
         marked = {mark.name for mark in item.iter_markers()} & {"integration", "slow"}
         if tier == "unit" and marked:
             raise pytest.UsageError(
