@@ -135,14 +135,8 @@ def build_towers(dataset: Dataset, params: TrainParams):
             params.embedding_dim,
             params.projection_dim,
         )
-    heads = [
-        tower
-        for tower, over_features in (
-            (image_tower, dataset.images is None),
-            (text_tower, dataset.tokens is None),
-        )
-        if over_features
-    ]
+    heads = [image_tower] if dataset.images is None else []
+    heads += [text_tower] if dataset.tokens is None else []
     return image_tower, text_tower, heads
 
 
