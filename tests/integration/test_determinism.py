@@ -2,7 +2,7 @@
 
 Two trainings with train.seed 42 on one preprocessed 60-product sample score every test
 pair within 1e-6 of each other and report the same metrics (|ΔF1| <= 1e-6); in practice
-they are bit-identical, because pmatch.model.training.seed_everything seeds Python, NumPy
+they are bit-identical, because pmatch.model.fitting.seed_everything seeds Python, NumPy
 and TensorFlow and turns on TensorFlow's deterministic kernels. A training with another
 seed scores the pairs differently, so these tests fail if the seed stops mattering too.
 """

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 
 import numpy as np
 import pytest
@@ -104,16 +103,6 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     from_raw = matcher.score_embeddings(matcher.embed_images(photos), matcher.embed_texts(texts))
     np.testing.assert_allclose(from_raw, from_features, atol=1e-4)
 
-    # The model remembers the precision its text features had (params.yaml: int8); a model
-    # saved before text_precision existed reads float32 features, as it was trained on.
-    assert matcher.text_precision == preprocess.text_precision == "int8"
-    preprocessing_file = tmp_path / "model/preprocessing.json"
-    older = json.loads(preprocessing_file.read_text())
-    del older["text_precision"]
-    preprocessing_file.write_text(json.dumps(older))
-    assert Matcher.load(tmp_path / "model").text_precision == "float32"
-    preprocessing_file.write_text(json.dumps({**older, "text_precision": "int8"}))
-
     # The feature cache: preprocess fills it, and scoring the same photos and texts then
     # encodes nothing and gives the same scores.
     from pmatch.features.store import FeatureStore
@@ -137,81 +126,6 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
     from_cache = cached.score_embeddings(cached.embed_images(photos), cached.embed_texts(texts))
     assert CountingStore.saved == filled  # nothing new was encoded
     np.testing.assert_allclose(from_cache, from_raw, atol=1e-5)
-
-
-def test_unfrozen_top_blocks_are_fine_tuned_and_the_saved_model_scores_raw_inputs(
-    tmp_path, monkeypatch
-):
-    from pmatch.features.colour import COLOUR_FEATURE_DIM
-    from pmatch.features.dataset import build_dataset, load_dataset
-    from pmatch.features.efficientnet_lite import load_efficientnet_lite0
-    from pmatch.model.inference import Matcher
-    from pmatch.model.training import train_model
-
-    params, preprocess = small_pretrained_project(tmp_path, monkeypatch, unfrozen_blocks=2)
-    build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
-    dataset = load_dataset(tmp_path / "data")
-    # The activations entering block 14 at 96 px (3 x 3 x 192), then the colour histogram.
-    assert dataset.image_features.shape[1] == 3 * 3 * 192 + COLOUR_FEATURE_DIM
-
-    # One member, so the tuned blocks sit where the test looks for them.
-    train = dataclasses.replace(params.train, num_epochs=3, ensemble_members=1)
-    summary = train_model(dataset, train, tmp_path / "model", verbose=0)
-    assert summary["unfrozen_blocks"] == 2 and summary["fine_tune_epochs"] >= 1
-
-    matcher = Matcher.load(tmp_path / "model", threshold=0.5)
-    head = matcher.image_encoder.get_layer("image_tower").get_layer("image_head")
-    tuned = head.get_layer("unfrozen_image_features").get_layer("efficientnet_lite0_top")
-    original = load_efficientnet_lite0(96)
-    # The convolutions learned; BatchNorm kept ImageNet's statistics (inference mode).
-    assert not np.allclose(
-        tuned.get_layer("head_conv").get_weights()[0],
-        original.get_layer("head_conv").get_weights()[0],
-    )
-    for tuned_stats, original_stats in zip(
-        tuned.get_layer("head_bn").get_weights()[2:],
-        original.get_layer("head_bn").get_weights()[2:],
-        strict=True,
-    ):
-        np.testing.assert_array_equal(tuned_stats, original_stats)
-    # A block below the cut is not in the tuned part at all.
-    assert "block13_project_conv" not in {layer.name for layer in tuned.layers}
-
-    assert_raw_scores_match_features(matcher, dataset, tmp_path / "catalog")
-
-
-def test_a_locked_text_head_stays_minilms_principal_directions_through_training(
-    tmp_path, monkeypatch
-):
-    from pmatch.features.dataset import build_dataset, load_dataset
-    from pmatch.model.inference import Matcher
-    from pmatch.model.matcher import build_locked_text_head
-    from pmatch.model.training import train_model
-
-    params, preprocess = small_pretrained_project(tmp_path, monkeypatch)
-    build_dataset(tmp_path / "catalog", preprocess, tmp_path / "data")
-    dataset = load_dataset(tmp_path / "data")
-    train = dataclasses.replace(
-        params.train, num_epochs=3, ensemble_members=1, text_head="locked", projection_dim=16
-    )
-    summary = train_model(dataset, train, tmp_path / "model", verbose=0)
-
-    matcher = Matcher.load(tmp_path / "model", threshold=0.5)
-    saved = matcher.text_encoder.get_layer("text_tower").get_layer("text_head")
-    train_rows = dataset.items.index[dataset.items["split"] == "train"].to_numpy()
-    built = build_locked_text_head(dataset.text_features[train_rows], 16)
-    # Neither the contrastive stage nor the match head moved it.
-    for weights, expected in zip(saved.get_weights(), built.get_weights(), strict=True):
-        np.testing.assert_allclose(weights, expected, atol=1e-6)
-    learned = train_model(
-        dataset,
-        dataclasses.replace(train, text_head="learned"),
-        tmp_path / "learned",
-        verbose=0,
-    )
-    assert summary["trainable_parameters"] < learned["trainable_parameters"]
-
-    assert_raw_scores_match_features(matcher, dataset, tmp_path / "catalog")
 
 
 def test_an_ensemble_scores_the_mean_of_its_members_and_its_first_is_the_single_model(

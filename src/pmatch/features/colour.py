@@ -6,8 +6,8 @@ sentence embeddings keep only weakly. Three pieces give the matcher an explicit 
 - ColourHistogram: foreground hue / saturation / brightness shares of a photo, and the
   shares of its pixels each basic colour name fits (colour_name_table);
 - ColourMentions: which basic colour terms a title names, from its token ids;
-- build_colour_head: a classifier from those colour features to the colour terms, trained on the
-  catalogue's own photos and the colours their titles name.
+- a colour head (pmatch.model.colour_head) classifies those colour features into the colour
+  terms, trained on the catalogue's own photos and the colours their titles name.
 
 Being layers, the same code computes features in preprocess and runs inside the saved
 model at scoring time.
@@ -459,22 +459,3 @@ class ColumnSlice(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
-
-
-def build_colour_head(train_colour_features: np.ndarray, name: str = "colour_head") -> keras.Model:
-    """Colour features in, a probability for each of COLOUR_CLASSES out (softmax).
-
-    Standardised with the train photos' mean and variance; a linear classifier with L2,
-    since a catalogue has only hundreds of labelled photos.
-    """
-    features = keras.Input(shape=(train_colour_features.shape[1],), name="colour_features")
-    normalise = layers.Normalization(name="standardise")
-    normalise.adapt(train_colour_features)
-    hidden = layers.Dropout(0.2, name="dropout")(normalise(features))
-    probabilities = layers.Dense(
-        len(COLOUR_CLASSES),
-        activation="softmax",
-        kernel_regularizer=keras.regularizers.L2(1e-3),
-        name="colour_probabilities",
-    )(hidden)
-    return keras.Model(features, probabilities, name=name)

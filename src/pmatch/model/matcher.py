@@ -1,16 +1,9 @@
-"""The matching model: two towers, a contrastive objective, and a calibrated match scorer."""
+"""The matching model's parts: heads over frozen features, towers, the match scorer, the saved model."""
 
 from __future__ import annotations
 
-import math
-
 import keras
-import numpy as np
 from keras import layers, ops
-
-from pmatch.model.towers import build_image_encoder, build_text_encoder
-
-MAX_LOGIT_SCALE = math.log(100.0)
 
 
 @keras.saving.register_keras_serializable(package="pmatch")
@@ -116,69 +109,22 @@ def stack_members(members) -> tuple[keras.Model, keras.Model, keras.Model]:
 
 
 def build_feature_head(
-    train_features, projection_dim: int, name: str, input_name: str, front=None
+    train_features, projection_dim: int, name: str, input_name: str
 ) -> keras.Model:
     """A projection head over frozen pretrained features, to unit-length embeddings.
 
     train_features: the train split's features; the head standardises its input with their
-    mean and variance (kept in the saved model).
-    front: an optional model between the input and the head (EfficientNet-Lite0's top blocks
-    when they are fine-tuned); the statistics are then taken of its output.
+    mean and variance (kept in the saved model). input_name: its input's name.
     """
     features = keras.Input(shape=(train_features.shape[1],), name=input_name)
-    inputs = features
-    if front is not None:
-        train_features = np.concatenate(
-            [
-                np.asarray(front(train_features[start : start + 256], training=False))
-                for start in range(0, len(train_features), 256)
-            ]
-        )
-        inputs = front(features)
     normalise = layers.Normalization(name="standardise")
     normalise.adapt(train_features)
-    hidden = layers.Dropout(0.2, name="input_dropout")(normalise(inputs))
+    hidden = layers.Dropout(0.2, name="input_dropout")(normalise(features))
     hidden = layers.Dense(projection_dim * 2, activation="relu", name="hidden")(hidden)
     hidden = layers.Dropout(0.1, name="dropout")(hidden)
     embedding = layers.Dense(projection_dim, name="projection")(hidden)
     embedding = layers.UnitNormalization(name="unit_norm")(embedding)
     return keras.Model(features, embedding, name=name)
-
-
-def build_locked_text_head(train_features, projection_dim: int, name: str = "text_head"):
-    """A fixed text head over frozen sentence embeddings: centred on the train texts' mean,
-    projected onto their projection_dim principal directions, unit length. Nothing in it
-    trains (train.text_head: locked), so the shared space keeps MiniLM's geometry and only
-    the image head learns to land in it, as in LiT's locked tower, with the roles swapped.
-
-    On a catalogue of a few hundred products a learned text head fits its train titles'
-    wording; a locked one keeps what MiniLM knows of products the train split does not show
-    (docs/design.md; on Luma hard-negative F1 +0.025 over 9 runs, on the synthetic
-    sample F1 -0.010).
-    """
-    train_features = np.asarray(train_features, dtype="float64")
-    width = train_features.shape[1]
-    if not 1 <= projection_dim <= width:
-        raise ValueError(
-            f"a locked text head keeps projection_dim of the text features' {width} principal "
-            f"directions: train.projection_dim must be in [1, {width}], got {projection_dim}"
-        )
-    mean = train_features.mean(axis=0)
-    _, _, directions = np.linalg.svd(train_features - mean, full_matrices=False)
-    if len(directions) < projection_dim:
-        # Fewer train texts than directions asked for: the rest span nothing the train
-        # split shows; any orthonormal completion will do.
-        basis = np.linalg.qr(np.concatenate([directions.T, np.eye(width)], axis=1))[0]
-        directions = basis[:, :projection_dim].T
-    directions = directions[:projection_dim].T
-    features = keras.Input(shape=(width,), name="text_features")
-    # (x - mean) @ directions, the centring folded into the bias.
-    project = layers.Dense(projection_dim, name="projection", trainable=False)
-    embedding = layers.UnitNormalization(name="unit_norm")(project(features))
-    head = keras.Model(features, embedding, name=name)
-    project.set_weights([directions.astype("float32"), (-mean @ directions).astype("float32")])
-    head.trainable = False
-    return head
 
 
 def assemble_matching_model(
@@ -193,6 +139,42 @@ def assemble_matching_model(
     return keras.Model(inputs, score, name="matching_model")
 
 
+def inference_encoders(image_side, text_side, preprocessing: dict, colour_mentions=None):
+    """Encoders that read photos and text ids: the towers the scorer was trained with,
+    behind the frozen pretrained networks when they were trained on their features.
+
+    image_side / text_side: the trained towers with their colour columns (build_image_tower,
+    build_text_tower, or stack_members' for an ensemble); preprocessing: the dataset's
+    preprocessing.json. colour_mentions: the ColourMentions layer that fed the text tower in
+    training (None when the towers carry no colour), applied here to the text's ids.
+    """
+    from pmatch.features.encoders import image_feature_encoder, text_feature_encoder
+
+    if preprocessing["image_features"] == "efficientnet_lite0":
+        backbone = image_feature_encoder(preprocessing["image_size"])
+        image = keras.Input(shape=backbone.input_shape[1:], dtype="uint8", name="image")
+        image_encoder = keras.Model(image, image_side(backbone(image)), name="image_encoder")
+    else:
+        image = keras.Input(shape=image_side.input_shape[1:], dtype="uint8", name="image")
+        image_encoder = keras.Model(image, image_side(image), name="image_encoder")
+
+    if preprocessing["text_features"] == "minilm":
+        backbone, _ = text_feature_encoder(preprocessing["max_tokens"])
+        text = {
+            name: keras.Input(shape=(preprocessing["max_tokens"],), dtype="int32", name=name)
+            for name in ("input_ids", "attention_mask")
+        }
+        ids, features, feature_name = text["input_ids"], backbone(text), "text_features"
+    else:
+        text = keras.Input(shape=(preprocessing["max_tokens"],), dtype="int32", name="tokens")
+        ids, features, feature_name = text, text, "tokens"
+    if colour_mentions is None:
+        embedding = text_side(features)
+    else:
+        embedding = text_side({feature_name: features, "colour_mentions": colour_mentions(ids)})
+    return image_encoder, keras.Model(text, embedding, name="text_encoder")
+
+
 def fresh_inputs(model: keras.Model):
     """New Input tensors shaped like model's inputs (a dict when it takes several)."""
     if isinstance(model.input, dict):
@@ -201,64 +183,6 @@ def fresh_inputs(model: keras.Model):
             for name, tensor in model.input.items()
         }
     return keras.Input(shape=model.input_shape[1:], dtype=model.input.dtype, name=model.input.name)
-
-
-def build_matching_model(
-    image_size: int, vocabulary_size: int, max_tokens: int, embedding_dim: int, projection_dim: int
-) -> keras.Model:
-    """The from-scratch matching model: a CNN and a word-embedding tower."""
-    return assemble_matching_model(
-        build_image_encoder(image_size, projection_dim),
-        build_text_encoder(vocabulary_size, max_tokens, embedding_dim, projection_dim),
-        build_scorer(projection_dim),
-    )
-
-
-class BatchSimilarity(layers.Layer):
-    """Cosine similarities of every image with every text in a batch, times a learnable
-    inverse temperature (initialised to 1/0.07, capped at 100 as in CLIP)."""
-
-    def build(self, input_shape):
-        self.logit_scale = self.add_weight(
-            shape=(),
-            name="logit_scale",
-            initializer=keras.initializers.Constant(math.log(1 / 0.07)),
-        )
-
-    def call(self, inputs):
-        image_embeddings, text_embeddings = inputs
-        scale = ops.exp(ops.minimum(self.logit_scale, MAX_LOGIT_SCALE))
-        return ops.matmul(image_embeddings, ops.transpose(text_embeddings)) * scale
-
-
-def symmetric_info_nce(product_ids, logits):
-    """InfoNCE both ways: row i's image must pick its product's texts among the batch, and
-    text i its product's images.
-
-    product_ids: one id per row of the batch. Rows of one product (its colour variants) are
-    positives of each other, as in supervised contrastive learning: their texts differ only
-    in the colour word, which the colour head reads, so the shared space is not asked to
-    pull them apart. With all ids distinct this is CLIP's loss (the diagonal is the label).
-    """
-    product_ids = ops.reshape(product_ids, (-1,))
-    same_product = ops.equal(product_ids[:, None], product_ids[None, :])
-    # log(1) on positives, a large negative number elsewhere (log(0) would give NaN grads).
-    log_positive = ops.where(same_product, 0.0, -1e9)
-
-    def pick_positives(rows):
-        log_probability = rows - ops.logsumexp(rows, axis=1, keepdims=True)
-        return -ops.logsumexp(log_probability + log_positive, axis=1)
-
-    return (pick_positives(logits) + pick_positives(ops.transpose(logits))) / 2
-
-
-def build_contrastive_trainer(image_tower: keras.Model, text_tower: keras.Model) -> keras.Model:
-    """Wraps two towers for contrastive training on matched rows; it shares their weights
-    and is never saved (only the matching model is)."""
-    image = fresh_inputs(image_tower)
-    text = fresh_inputs(text_tower)
-    logits = BatchSimilarity(name="batch_similarity")([image_tower(image), text_tower(text)])
-    return keras.Model({image.name: image, text.name: text}, logits, name="contrastive_trainer")
 
 
 def build_image_tower(

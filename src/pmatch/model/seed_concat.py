@@ -57,13 +57,13 @@ def build_seed_concat(image_size: int, vocabulary_size: int, max_tokens: int, em
 
 
 def train_seed_concat(
-    dataset: Dataset, params: TrainParams, preprocessing: dict, out_dir: Path, verbose: int = 2
+    dataset: Dataset, params: TrainParams, out_dir: Path, verbose: int = 2
 ) -> dict:
     """Trains the seed design with binary cross-entropy on the train pairs, early-stopped on
     the validation pairs' loss, and writes the same model folder as the two-tower model."""
-
+    from pmatch.model.fitting import fit_on_pairs
+    from pmatch.model.folder import save_model_folder
     from pmatch.model.matcher import assemble_matching_model
-    from pmatch.model.training import fit_on_pairs, save_model_folder
 
     if dataset.images is None or dataset.tokens is None:
         raise ValueError(
@@ -94,4 +94,6 @@ def train_seed_concat(
         "trainable_parameters": int(model.count_params()),
         "best_val_auc": round(float(np.max(history.history["val_auc"])), 5),
     }
-    return save_model_folder(model, dataset, preprocessing, history.history, summary, Path(out_dir))
+    return save_model_folder(
+        model, dataset, dataset.preprocessing, history.history, summary, Path(out_dir)
+    )
