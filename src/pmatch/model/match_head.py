@@ -112,7 +112,7 @@ def train_match_head(
             params.seed,
         )
     # train.batch_size pairs per step at train.learning_rate: the same quality as half the
-    # batch at half the rate (Luma over 9 runs, the sample over 3: benchmarks/RESULTS.md),
+    # batch at half the rate (Luma over 9 runs, the sample over 3: docs/design.md),
     # in half the steps.
     history = fit_on_pairs(
         trainer,
