@@ -107,6 +107,15 @@ def _log_stamp(when: str) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
+def _json_default(value: object) -> str:
+    """Dates (a run's date in a manifest) as ISO 8601, paths as text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{value!r} ({type(value).__name__}) cannot go into a registry JSON object")
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -300,7 +309,8 @@ class ModelRegistry:
                 raise
 
     def _put_json(self, key: str, document: dict, **conditions) -> None:
-        self._put(key, json.dumps(document, indent=2, sort_keys=True).encode(), **conditions)
+        body = json.dumps(document, indent=2, sort_keys=True, default=_json_default)
+        self._put(key, body.encode(), **conditions)
 
     def _delete(self, key: str) -> None:
         with self._translated(key):
@@ -519,13 +529,19 @@ class ModelRegistry:
                 f"{self.uri('models', version)} is not a complete version (no {MANIFEST_FILE}); "
                 "only complete versions can go to production (`pmatch models list` shows them)"
             )
+        # A datetime (the run's date) is recorded as ISO 8601 text.
+        when = when.isoformat() if hasattr(when, "isoformat") else str(when)
         stamp = _log_stamp(when)
         if self.conditional_writes:
             return self._move_once(version, reason, when, stamp, expected_current, action, repair)
-        with self._production_lock():
-            return self._move_once(version, reason, when, stamp, expected_current, action, repair)
+        with self._production_lock() as token:
+            return self._move_once(
+                version, reason, when, stamp, expected_current, action, repair, token
+            )
 
-    def _move_once(self, version, reason, when, stamp, expected_current, action, repair) -> dict:
+    def _move_once(
+        self, version, reason, when, stamp, expected_current, action, repair, token=None
+    ) -> dict:
         conditional = self.conditional_writes
         try:
             current, etag = self._read_pointer()
@@ -555,6 +571,12 @@ class ModelRegistry:
         conditions = {}
         if conditional:
             conditions = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        elif token is not None and (self._read_lock() or {}).get("owner") != token:
+            # A rival overwrote our lock (it read "free" longer than the settle delay ago).
+            raise PromotionConflict(
+                f"{self.uri(LOCK_FILE)} was taken over by another promotion; nothing was "
+                "written. Check `pmatch models list` and decide again"
+            )
         self._put_json(self.key(POINTER_FILE), pointer, **conditions)
         self._append_log(
             {

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -240,12 +241,16 @@ def test_a_promotion_based_on_a_stale_pointer_is_refused(registry, tmp_path):
 
 def test_rollback_returns_to_the_previous_version_and_logs_it(registry, tmp_path):
     one, two = publish(registry, tmp_path, "one"), publish(registry, tmp_path, "two")
-    registry.promote(one, reason="run 1", when="2026-11-01T03:00:00+00:00", expected_current=None)
+    # An Airflow task passes the run's date as a datetime.
+    registry.promote(
+        one, reason="run 1", when=datetime(2026, 11, 1, 3, tzinfo=UTC), expected_current=None
+    )
     registry.promote(two, reason="run 2", when="2026-11-02T03:00:00+00:00", expected_current=one)
 
     pointer = registry.rollback(reason="smoke test failed", when="2026-11-02T03:05:00+00:00")
 
     assert pointer["version"] == one and pointer["previous_version"] == two
+    assert registry.promotion_log()[0]["when"] == "2026-11-01T03:00:00+00:00"
     last = registry.promotion_log()[-1]
     assert last == {
         "when": "2026-11-02T03:05:00+00:00",
