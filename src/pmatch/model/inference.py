@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ PREPROCESSING_KEYS = ("image_size", "max_tokens", "image_features", "text_featur
 
 
 class ModelFolderError(ValueError):
-    """A model folder lacks a file scoring needs; the message names it."""
+    """A model folder lacks a file scoring needs or holds a damaged one; the message names it."""
 
 
 @dataclass
@@ -75,7 +76,15 @@ class Matcher:
                 f"{directory / PREPROCESSING_FILE}: lacks {', '.join(missing)}; the model was "
                 "saved by an older pmatch. Train it again (`dvc repro train`)"
             )
-        model = keras.saving.load_model(directory / MODEL_FILE, safe_mode=True)
+        try:
+            model = keras.saving.load_model(directory / MODEL_FILE, safe_mode=True)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+            # Keras says "File not found" of a truncated zip; the file exists, it is damaged.
+            detail = " ".join(str(error).split())[:200] or type(error).__name__
+            raise ModelFolderError(
+                f"{directory / MODEL_FILE} is corrupt ({type(error).__name__}: {detail}): "
+                "download or train it again"
+            ) from error
         if threshold is None and (directory / "metrics.json").is_file():
             threshold = json.loads((directory / "metrics.json").read_text()).get("threshold")
         wordpiece = None

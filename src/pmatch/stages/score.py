@@ -55,7 +55,7 @@ def run(args) -> None:
     else:
         space = workspace(args.project)
         with s3_settings(project_settings(space)) as settings:
-            model_dir = open_registry(settings).download_production(space.model_cache)
+            _, model_dir = open_registry(settings).download_production(space.model_cache)
         say(f"scoring with production model {model_dir.name}")
     # Frozen features of photos and texts seen before come from the feature cache
     # (PMATCH_FEATURE_CACHE; 'off' disables it).
