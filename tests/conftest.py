@@ -100,13 +100,20 @@ def params():
     return load_params(ROOT / "params.yaml")
 
 
+# The bucket the tests' registries live in on the local_s3 server.
+TEST_BUCKET = "pmatch-test"
+
+
 @pytest.fixture(scope="session")
 def local_s3(tmp_path_factory):
     """The embedded S3 server on a free port; yields its endpoint URL (credentials set)."""
-    from pmatch.s3server import LOCAL_CREDENTIALS, LocalS3Server
+    from pmatch.s3server import LOCAL_CREDENTIALS, LocalS3Server, ensure_bucket, s3_client
 
     os.environ.update(LOCAL_CREDENTIALS)
     with LocalS3Server(tmp_path_factory.mktemp("s3") / "objects", port=free_port()) as server:
+        # Tests point PMATCH_S3_ENDPOINT_URL here, where pmatch creates no bucket (only the
+        # embedded server's own is created automatically), so the operator's step is done here.
+        ensure_bucket(s3_client(server.endpoint_url), TEST_BUCKET)
         yield server.endpoint_url
 
 
