@@ -319,12 +319,13 @@ def _smoke_in_fresh_process(root: Path, version: str, endpoint_url: str) -> str 
     command = [sys.executable, "-m", "pmatch.smoke", "--project", str(root), "--version", version]
     print(f"$ {' '.join(command[1:])}", flush=True)
     result = subprocess.run(command, cwd=root, env=environment, capture_output=True, text=True)
-    output = (result.stdout + result.stderr).strip()
-    if output:
-        print(output, flush=True)
+    if result.stdout.strip():
+        print(result.stdout.strip(), flush=True)
     if result.returncode == 0:
+        # TensorFlow's start-up chatter on stderr says nothing about the test.
         return None
-    lines = [line for line in output.splitlines() if line.strip()]
+    print(result.stderr.strip(), file=sys.stderr, flush=True)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     last = lines[-1] if lines else f"exit status {result.returncode}"
     return last.removeprefix("smoke test failed: ")
 
