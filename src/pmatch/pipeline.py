@@ -77,6 +77,9 @@ def gate(
     space = workspace(project_dir)
     params = load_params(space.params)
     decided_at = _run_date(run_date)
+    # The old decision goes first: if anything below fails (S3 down while the registry is
+    # opened, say), no decision is left for `pmatch deploy` to act on.
+    space.gate_file.unlink(missing_ok=True)
     with s3_settings(project_settings(space)) as settings:
         decision = run_gate(
             model_dir=space.model_dir,
