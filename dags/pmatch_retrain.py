@@ -5,11 +5,14 @@ Retrains the product image-text matching model and ships it only if it is better
 
 validate -> preprocess -> train -> evaluate run the project's DVC stages (`dvc repro
 <stage>`), so a DAG run and `dvc repro` at a terminal share one pipeline, one cache and
-one lock file; a stage whose inputs did not change is skipped. `gate` compares test F1
-with `gate.min_f1` and the production model's F1 and writes its reasons to
-`reports/gate/decision.json`; when it says no, `deploy` is skipped. `deploy` uploads the
-model, metrics, threshold, params and reference scores to a new immutable version in the
-S3 registry and points `production` at it.
+one lock file; a stage whose inputs did not change is skipped. `gate` scores the
+production model on the candidate's test pairs and decides on the paired F1 difference and
+its bootstrap interval over test products (`gate` in `params.yaml`); a production model that
+cannot be read means no deploy. Its decision, bound to the candidate's content, goes to
+`reports/gate/decision.json`; when it says no, `deploy` is skipped. `deploy` checks the
+decision against what it ships, publishes a content-addressed version to the S3 registry
+(a retry completes it), promotes it, smoke-tests it in a fresh process on its canary pairs,
+and rolls production back (and fails) when the smoke test fails.
 
 Tunables live in `params.yaml`; S3 settings come from `PMATCH_S3_*` environment variables.
 """
@@ -28,18 +31,25 @@ def dvc_stage(stage: str) -> str:
     return repro(stage)
 
 
+def _run(context) -> tuple[str, object]:
+    """The run's id and date. A run triggered over the REST API has no logical date, so
+    the date falls back to dag_run.run_after."""
+    return context["run_id"], context.get("logical_date") or context["dag_run"].run_after
+
+
 @task.short_circuit
-def gate() -> bool:
+def gate(**context) -> bool:
     from pmatch.pipeline import gate as decide
 
-    return decide()["deploy"]
+    run_id, run_date = _run(context)
+    return decide(run_id=run_id, run_date=run_date)["deploy"]
 
 
 @task
 def deploy(**context) -> dict:
     from pmatch.pipeline import deploy as publish
 
-    return publish(context["run_id"], context["logical_date"] or context["dag_run"].run_after)
+    return publish(*_run(context))
 
 
 @dag(

@@ -19,6 +19,18 @@ REFERENCE_SCORES_FILE = "reference_scores.csv"
 PLOTS_FILE = "evaluation.png"
 ERRORS_FILE = "errors.csv"
 ERRORS_REPORT_FILE = "errors.html"
+# Every test pair with the candidate's score, which the gate scores production on too.
+TEST_PAIRS_FILE = "test_pairs.csv"
+# A few test pairs and the scores the candidate gave them from their raw photo and text,
+# which the smoke test reproduces after deployment.
+CANARY_FILE = "canary.csv"
+# What the evaluation was about: the data version of the catalogue.
+EVALUATION_FILE = "evaluation.json"
+
+# The gate's decision (reports/gate/decision.json), stored with a deployed version as gate.json,
+# and the folder of a version that holds the canary pairs' photos.
+GATE_FILE = "gate.json"
+CANARY_FOLDER = "canary"
 
 # The drift history (monitor).
 HISTORY_CSV = "history.csv"

@@ -146,6 +146,12 @@ class GateParams:
     max_regression: Annotated[
         float, Field(ge=0, le=1, description="the F1 a candidate may lose against production")
     ]
+    bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)]
+    confidence: Annotated[float, Field(gt=0.5, lt=1)]
+    seed: Seed
+    canary_pairs: Annotated[int, Field(ge=1, le=64)]
+    smoke_tolerance: Annotated[float, Field(gt=0, le=0.1)]
+    allow_unreadable_production: bool
 
 
 @dataclass(**_SECTION)

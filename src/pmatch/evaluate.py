@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pmatch.artifacts import METRICS_FILE, PLOTS_FILE, REFERENCE_SCORES_FILE
+from pmatch.artifacts import (
+    CANARY_FILE,
+    EVALUATION_FILE,
+    METRICS_FILE,
+    PLOTS_FILE,
+    REFERENCE_SCORES_FILE,
+    TEST_PAIRS_FILE,
+)
 from pmatch.config import EvaluateParams
 from pmatch.error_report import write_error_report
 from pmatch.features.dataset import Dataset, load_dataset
@@ -148,14 +156,21 @@ def evaluate_model(
     params: EvaluateParams,
     out_dir: str | Path,
     catalog: str | Path | None = None,
+    canary_pairs: int = 8,
 ) -> dict:
     """Chooses the threshold on val, measures test, writes metrics, plot data and plots.
 
     out_dir gets metrics.json (DVC metrics), pr_curve.csv and score_histogram.csv (DVC plots),
     evaluation.png (PR curve, score histograms by pair kind, confusion matrix),
-    reference_scores.csv (the test scores monitoring compares batches with), and the test
+    reference_scores.csv (the test scores monitoring compares batches with), the test
     pairs the model decides wrongly: errors.csv and errors.html (pmatch.error_report; with
-    catalog, the catalogue folder the dataset was built from, it shows their photos).
+    catalog, the catalogue folder the dataset was built from, it shows their photos), and
+    test_pairs.csv, every test pair with the candidate's score (the gate scores production
+    on the same pairs).
+
+    With catalog, also canary.csv (canary_pairs test pairs, half matches, with the score
+    the candidate gives them from the raw photo and text: the smoke test after deployment
+    must reproduce it) and evaluation.json (the catalogue's data version).
     """
     from pmatch.model.inference import Matcher
 
@@ -171,9 +186,92 @@ def evaluate_model(
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     reference = test_pairs[["label", "kind"]].assign(score=np.round(test_scores, 6))
     reference.to_csv(out_dir / REFERENCE_SCORES_FILE, index=False)
+    scored = scored_test_pairs(dataset, test_pairs, test_scores)
+    scored.to_csv(out_dir / TEST_PAIRS_FILE, index=False)
     _write_plots(test_pairs, test_scores, metrics, params, out_dir)
     write_error_report(test_pairs, test_scores, metrics, dataset.items, out_dir, catalog)
+    # Without the catalogue neither the raw photos nor the data version are known: no
+    # canary or evaluation record, and none left from an earlier run (the gate refuses).
+    for name in (CANARY_FILE, EVALUATION_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    if catalog is not None:
+        from pmatch.catalog.version import catalog_version
+
+        canary = canary_scores(
+            replace(matcher, threshold=metrics["threshold"]),
+            choose_canary(scored, canary_pairs),
+            catalog,
+        )
+        canary.to_csv(out_dir / CANARY_FILE, index=False)
+        record = {
+            "data_version": catalog_version(catalog),
+            "catalog": str(catalog),
+            "test_pairs": int(len(scored)),
+            "test_products": int(scored["product_id"].nunique()),
+            "canary_pairs": int(len(canary)),
+        }
+        (out_dir / EVALUATION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     return metrics
+
+
+def scored_test_pairs(
+    dataset: Dataset, test_pairs: pd.DataFrame, test_scores: np.ndarray
+) -> pd.DataFrame:
+    """The test pairs as a pairs file: image_path (as catalog.csv names it, relative to the
+    catalogue folder), text, label, kind, product_id (the photo's product, the unit the
+    gate's bootstrap resamples) and the candidate's score, at full precision."""
+    items = dataset.items
+    image_rows, text_rows = test_pairs["image_row"].to_numpy(), test_pairs["text_row"].to_numpy()
+    return pd.DataFrame(
+        {
+            "image_path": items["image_path"].to_numpy()[image_rows],
+            "text": items["text"].to_numpy()[text_rows],
+            "label": test_pairs["label"].to_numpy(),
+            "kind": test_pairs["kind"].to_numpy(),
+            "product_id": items["product_id"].astype(str).to_numpy()[image_rows],
+            "score": np.asarray(test_scores, dtype="float64"),
+        }
+    )
+
+
+def choose_canary(scored: pd.DataFrame, count: int) -> pd.DataFrame:
+    """count test pairs, half matches and half non-matches (as far as there are), spread
+    evenly over the pairs sorted by product, photo and text: the same pairs every run."""
+    ordered = scored.sort_values(["product_id", "image_path", "text", "kind"], kind="stable")
+    chosen = []
+    matches, others = ordered[ordered["label"] == 1], ordered[ordered["label"] != 1]
+    for frame, wanted in ((matches, (count + 1) // 2), (others, count // 2)):
+        wanted = min(wanted, len(frame))
+        if wanted:
+            positions = np.unique(np.linspace(0, len(frame) - 1, wanted).round().astype(int))
+            chosen.append(frame.iloc[positions])
+    return pd.concat(chosen).reset_index(drop=True)
+
+
+def canary_scores(matcher, canary: pd.DataFrame, catalog: str | Path) -> pd.DataFrame:
+    """canary with expected_score: what matcher gives each pair from its raw photo (resolved
+    against the catalogue folder) and text, scored exactly as `pmatch score` scores a
+    pairs file of these rows (pmatch.score.score_pairs_file), so that a fresh process
+    loading the same model reproduces it."""
+    import tempfile
+
+    from pmatch.catalog.format import resolve_image
+    from pmatch.score import score_pairs_file
+
+    canary = canary[["image_path", "text", "label", "kind", "product_id"]].copy()
+    with tempfile.TemporaryDirectory(prefix="pmatch-canary-") as folder:
+        pairs = canary[["image_path", "text"]].assign(
+            image_path=[
+                str(resolve_image(catalog, path).resolve()) for path in canary["image_path"]
+            ]
+        )
+        pairs.to_csv(Path(folder) / "pairs.csv", index=False)
+        score_pairs_file(matcher, Path(folder) / "pairs.csv", Path(folder) / "scored.csv")
+        scored = pd.read_csv(
+            Path(folder) / "scored.csv", dtype={"text": str}, keep_default_na=False
+        )
+    canary["expected_score"] = scored["score"].to_numpy()
+    return canary
 
 
 def _round(value):

@@ -8,6 +8,7 @@ ids, verdicts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -62,51 +63,274 @@ def repro(stage: str, project_dir: str | Path | None = None) -> str:
     return stage
 
 
-def gate(project_dir: str | Path | None = None) -> dict:
-    """Decides whether the evaluated candidate may replace production; writes the decision."""
-    from pmatch.artifacts import METRICS_FILE
+def gate(
+    project_dir: str | Path | None = None,
+    run_id: str = "manual",
+    run_date: datetime | None = None,
+) -> dict:
+    """Decides whether the evaluated candidate may replace production (pmatch.gate has the
+    rule): scores production on the candidate's test pairs, writes reports/gate/decision.json
+    and prints both F1s, their difference and its interval. run_date: the run's date
+    (recorded as decided_at; default now, at the command line)."""
     from pmatch.gate import run_gate
 
     space = workspace(project_dir)
     params = load_params(space.params)
+    decided_at = _run_date(run_date)
+    # The old decision goes first: if anything below fails (S3 down while the registry is
+    # opened, say), no decision is left for `pmatch deploy` to act on.
+    space.gate_file.unlink(missing_ok=True)
     with s3_settings(project_settings(space)) as settings:
         decision = run_gate(
-            space.evaluate_dir / METRICS_FILE, open_registry(settings), params.gate, space.gate_file
+            model_dir=space.model_dir,
+            evaluate_dir=space.evaluate_dir,
+            params_path=space.params,
+            catalog_dir=space.resolve(params.data.catalog),
+            registry=open_registry(settings),
+            params=params.gate,
+            out_path=space.gate_file,
+            cache_dir=space.model_cache,
+            run_id=run_id,
+            decided_at=decided_at,
         )
     for reason in decision.reasons:
         print(f"gate: {reason}", flush=True)
     print(
-        f"gate: {'DEPLOY' if decision.deploy else 'NO DEPLOY'} (decision in {space.gate_file})",
+        f"gate: {'DEPLOY' if decision.deploy else 'NO DEPLOY'}: candidate F1 "
+        f"{_number(decision.candidate_f1)}, production {decision.production_version or '(none)'} "
+        f"F1 {_number(decision.production_f1)}, difference {_number(decision.difference)}, "
+        f"interval {decision.interval or '-'} (decision in {space.gate_file})",
         flush=True,
     )
     return {
         "deploy": decision.deploy,
         "reasons": decision.reasons,
+        "candidate_f1": decision.candidate_f1,
+        "production_f1": decision.production_f1,
+        "production_version": decision.production_version,
+        "difference": decision.difference,
+        "interval": decision.interval,
         "decision_file": str(space.gate_file),
     }
 
 
+class SmokeTestFailed(RuntimeError):
+    """The deployed version did not reproduce its canary scores; production was rolled back
+    where there was a version to roll back to. The message says which."""
+
+
 def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = None) -> dict:
-    """Publishes the candidate as a new immutable version and promotes it to production."""
-    from pmatch.registry import deploy as deploy_version
+    """Ships the candidate the gate approved, then smoke-tests it and rolls back on failure.
+
+    1. The decision must say deploy and be about this candidate: the model's, metrics' and
+       params' sha256 and the catalogue's data version are recomputed and compared
+       (pmatch.gate.check_decision), else GateRefused naming the field.
+    2. The version id comes from the content: registry.version_id(model sha256, data
+       version). If production already is that version: "already in production", nothing
+       written. If production is no longer the version the gate compared with: refused.
+    3. publish (idempotent, resumable: a retry completes a half-uploaded version), then
+       promote with expected_current = the gate's production version (a concurrent deploy
+       that moved the pointer first makes this one fail with PromotionConflict).
+    4. A fresh process (python -m pmatch.smoke) loads the model through the pointer and
+       scores the canary pairs stored with the version. On a failure production is rolled
+       back to the previous version and SmokeTestFailed is raised. With no previous version
+       (a first deploy) the pointer is left on the new version, since there is nothing to
+       serve instead, and the error says so.
+    run_date: the run's date (Airflow's logical date or run_after), recorded as created_at
+    and as the promotion's time.
+    """
+    from pmatch.catalog.version import catalog_version
+    from pmatch.gate import GateDecision, bound_fields, check_decision
+    from pmatch.registry import version_id
 
     space = workspace(project_dir)
+    params = load_params(space.params)
+    when = _run_date(run_date)
+    decision = GateDecision.load(space.gate_file)
+    if not decision.deploy:
+        # Refuses, quoting the gate's reasons, before anything is hashed or contacted.
+        check_decision(decision, {}, decision.production_version)
+    current = bound_fields(
+        space.model_dir,
+        space.evaluate_dir / "metrics.json",
+        space.params,
+        catalog_version(space.resolve(params.data.catalog)),
+    )
+    version = version_id(current["candidate_model_sha256"], current["data_version"])
     with s3_settings(project_settings(space)) as settings:
-        deployment = deploy_version(
-            open_registry(settings),
-            space.model_dir,
-            space.evaluate_dir,
-            space.params,
-            space.gate_file,
-            run_date,
-            run_id,
+        registry = open_registry(settings)
+        pointer = registry.production()
+        production_version = pointer["version"] if pointer else None
+        if production_version == version:
+            print(f"deploy: {version} is already in production; nothing to do", flush=True)
+            return {
+                "version": version,
+                "uri": registry.uri("models", version),
+                "created": False,
+                "already_in_production": True,
+            }
+        check_decision(decision, current, production_version)
+        with _version_files(space, params) as files:
+            metrics = json.loads((space.evaluate_dir / "metrics.json").read_text())
+            uri, created = registry.publish(
+                version,
+                files,
+                {
+                    "created_at": when,
+                    "model_sha256": current["candidate_model_sha256"],
+                    "data_version": current["data_version"],
+                    "f1": metrics.get("f1"),
+                    "threshold": metrics.get("threshold"),
+                    "git_commit": _git_commit(space.root),
+                    "params_sha256": current["params_sha256"],
+                    "run_id": run_id,
+                    "reason": f"run {run_id}: the gate said DEPLOY ({decision.reasons[-1]})",
+                },
+            )
+        registry.promote(
+            version,
+            reason=f"run {run_id}",
+            when=when,
+            expected_current=decision.production_version,
         )
-    print(f"deployed {deployment.uri}; production -> {deployment.version}", flush=True)
+        print(
+            f"deploy: {'published' if created else 'found complete'} {uri}; "
+            f"production {decision.production_version or '(none)'} -> {version}",
+            flush=True,
+        )
+        failure = _smoke_in_fresh_process(space.root, version, settings.s3_endpoint_url)
+        if failure is not None:
+            previous = decision.production_version
+            if previous is None:
+                raise SmokeTestFailed(
+                    f"smoke test of {version} failed: {failure}. There was no previous version "
+                    f"to roll back to, so production still names {version}: fix the model and "
+                    "deploy again, or promote a working version (`pmatch models promote VERSION`)"
+                )
+            registry.rollback(to=previous, reason=f"smoke test failed: {failure}", when=when)
+            raise SmokeTestFailed(
+                f"smoke test of {version} failed: {failure}; production rolled back to {previous}"
+            )
+    print(f"deploy: smoke test passed; production -> {version}", flush=True)
     return {
-        "version": deployment.version,
-        "uri": deployment.uri,
-        "previous_version": deployment.pointer.get("previous_version"),
+        "version": version,
+        "uri": uri,
+        "created": created,
+        "previous_version": decision.production_version,
+        "already_in_production": False,
     }
+
+
+def _run_date(run_date) -> str:
+    """The run's date as ISO 8601 text (a datetime, a string as given, or now at the CLI)."""
+    from datetime import UTC
+
+    if run_date is None:
+        run_date = datetime.now(UTC).replace(microsecond=0)
+    return run_date if isinstance(run_date, str) else run_date.isoformat()
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _git_commit(root: Path) -> str | None:
+    """The project's git commit (HEAD), or None outside git."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
+
+
+@contextlib.contextmanager
+def _version_files(space: Workspace, params):
+    """The files a deployed version holds (name -> local path): the model's, its evaluation
+    (metrics, reference scores, evaluation.json, the review files), params.yaml, the gate's
+    decision as gate.json, and canary.csv with its photos under canary/ (canary.csv's
+    image_path rewritten to them, so the version can be smoke-tested on its own)."""
+    import hashlib
+    import tempfile
+
+    import pandas as pd
+
+    from pmatch.artifacts import (
+        CANARY_FILE,
+        CANARY_FOLDER,
+        ERRORS_FILE,
+        ERRORS_REPORT_FILE,
+        EVALUATION_FILE,
+        GATE_FILE,
+        METRICS_FILE,
+        PLOTS_FILE,
+        REFERENCE_SCORES_FILE,
+    )
+    from pmatch.catalog.format import resolve_image
+    from pmatch.gate import model_files
+
+    evaluate_dir = space.evaluate_dir
+    files = {
+        **model_files(space.model_dir),
+        METRICS_FILE: evaluate_dir / METRICS_FILE,
+        REFERENCE_SCORES_FILE: evaluate_dir / REFERENCE_SCORES_FILE,
+        EVALUATION_FILE: evaluate_dir / EVALUATION_FILE,
+        "params.yaml": space.params,
+        GATE_FILE: space.gate_file,
+    }
+    # The version keeps its evaluation for review later.
+    for name in (PLOTS_FILE, ERRORS_REPORT_FILE, ERRORS_FILE):
+        if (evaluate_dir / name).is_file():
+            files[name] = evaluate_dir / name
+    if not (evaluate_dir / CANARY_FILE).is_file():
+        raise FileNotFoundError(
+            f"{evaluate_dir / CANARY_FILE}: missing; run `dvc repro evaluate` (with --catalog)"
+        )
+    catalog = space.resolve(params.data.catalog)
+    canary = pd.read_csv(
+        evaluate_dir / CANARY_FILE, dtype={"image_path": str, "text": str}, keep_default_na=False
+    )
+    names = []
+    for image_path in canary["image_path"]:
+        photo = resolve_image(catalog, image_path)
+        # Named by content: the same photo is stored once, and the names never change.
+        digest = hashlib.sha256(photo.read_bytes()).hexdigest()[:16]
+        name = f"{CANARY_FOLDER}/{digest}{photo.suffix.lower()}"
+        files[name] = photo
+        names.append(name)
+    with tempfile.TemporaryDirectory(prefix="pmatch-deploy-") as temporary:
+        rewritten = Path(temporary) / CANARY_FILE
+        canary.assign(image_path=names).to_csv(rewritten, index=False)
+        files[CANARY_FILE] = rewritten
+        yield files
+
+
+def _smoke_in_fresh_process(root: Path, version: str, endpoint_url: str) -> str | None:
+    """Runs `python -m pmatch.smoke` in a new process against the same S3 endpoint; returns
+    None when it passes, else why it failed (its last line of output)."""
+    import pmatch
+
+    package_parent = str(Path(pmatch.__file__).resolve().parents[1])
+    environment = {
+        **os.environ,
+        "PMATCH_S3_ENDPOINT_URL": endpoint_url,
+        "PYTHONPATH": os.pathsep.join(
+            part for part in (package_parent, os.environ.get("PYTHONPATH", "")) if part
+        ),
+    }
+    command = [sys.executable, "-m", "pmatch.smoke", "--project", str(root), "--version", version]
+    print(f"$ {' '.join(command[1:])}", flush=True)
+    result = subprocess.run(command, cwd=root, env=environment, capture_output=True, text=True)
+    if result.stdout.strip():
+        print(result.stdout.strip(), flush=True)
+    if result.returncode == 0:
+        # TensorFlow's start-up chatter on stderr says nothing about the test.
+        return None
+    print(result.stderr.strip(), file=sys.stderr, flush=True)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else f"exit status {result.returncode}"
+    return last.removeprefix("smoke test failed: ")
 
 
 def monitor(
@@ -134,7 +358,7 @@ def monitor(
     batch_dir = space.resolve(batch_dir)
     with s3_settings(project_settings(space)) as settings:
         registry = open_registry(settings)
-        model_dir = registry.download_production(space.model_cache)
+        model_version, model_dir = registry.download_production(space.model_cache)
         matcher = Matcher.load(model_dir, feature_store=open_default_store())
         verdict = monitor_batch(
             matcher,
@@ -143,7 +367,7 @@ def monitor(
             params.monitor,
             space.monitor_dir,
             run_id,
-            model_version=model_dir.name,
+            model_version=model_version,
             run_date=run_date,
         )
         prefix = ("monitoring", safe_name(batch_dir.name), safe_name(run_id))

@@ -17,6 +17,8 @@ VERSION_FILES = {
     "reference_scores.csv",
     "params.yaml",
     "gate.json",
+    "canary.csv",
+    "evaluation.json",
     "manifest.json",
     "evaluation.png",
     "errors.html",
@@ -32,18 +34,22 @@ def test_every_task_succeeds(retrained):
 
 
 def test_model_is_deployed_and_production_points_at_it(retrained):
+    from pmatch.registry import version_id
+
     project, _, registry = retrained
     pointer = registry.production()
     assert pointer is not None
     version = pointer["version"]
-    # The version id carries the run's logical date, not the clock.
-    assert version.startswith("20261102T030000Z-")
-    listing = registry.client.list_objects_v2(
-        Bucket="pmatch-test", Prefix=f"retrain-test/models/{version}/"
-    )
-    names = {item["Key"].rsplit("/", 1)[-1] for item in listing["Contents"]}
-    assert names == VERSION_FILES
     manifest = registry.manifest(version)
+    # The version id comes from the content (model and data), not the clock.
+    assert version == version_id(manifest["model_sha256"], manifest["data_version"])
+    assert manifest["created_at"] == "2026-11-02T03:00:00+00:00"
+    prefix = f"retrain-test/models/{version}/"
+    listing = registry.client.list_objects_v2(Bucket="pmatch-test", Prefix=prefix)
+    names = {item["Key"][len(prefix) :] for item in listing["Contents"]}
+    canary_photos = {name for name in names if name.startswith("canary/")}
+    assert names - canary_photos == VERSION_FILES
+    assert canary_photos
     local_metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
     assert manifest["f1"] == local_metrics["f1"]
     assert manifest["threshold"] == local_metrics["threshold"]
@@ -59,6 +65,8 @@ def test_model_learned_and_gate_explains_itself(retrained):
     decision = json.loads((project / "reports/gate/decision.json").read_text())
     assert decision["deploy"] is True
     assert any("no production model yet" in reason for reason in decision["reasons"])
+    assert decision["decided_at"] == "2026-11-02T03:00:00+00:00"
+    assert decision["run_id"] and decision["data_version"] and decision["candidate_model_sha256"]
     for plot in (
         "pr_curve.csv",
         "score_histogram.csv",
@@ -75,16 +83,41 @@ def test_versions_are_immutable(retrained):
 
     project, _, registry = retrained
     version = registry.production()["version"]
-    with pytest.raises(RegistryError, match="already exists"):
-        registry.publish(version, {"model.keras": project / "models/candidate/model.keras"}, {})
+    with pytest.raises(RegistryError, match="immutable"):
+        registry.publish(version, {"model.keras": project / "params.yaml"}, {})
 
 
-def test_second_run_gates_against_production(retrained):
-    """A rerun with nothing changed skips every DVC stage and compares with production."""
-    from pmatch.pipeline import gate
+def test_second_run_gates_against_production_and_ships_nothing_new(retrained):
+    """A rerun with nothing changed compares the candidate with production on the same
+    test pairs (the same model: no difference) and deploys nothing new."""
+    from datetime import UTC, datetime
+
+    from pmatch.pipeline import deploy, gate
 
     project, _, registry = retrained
-    decision = gate(project)
     production = registry.production()["version"]
+    decision = gate(project, run_id="rerun", run_date=datetime(2026, 11, 9, 3, 0, tzinfo=UTC))
+    assert decision["production_version"] == production
     assert any(production in reason for reason in decision["reasons"]), decision
-    assert decision["deploy"] is True  # equal F1 is within max_regression
+    assert decision["deploy"] is True
+    assert decision["difference"] == pytest.approx(0, abs=0.01)
+
+    shipped = deploy("rerun", datetime(2026, 11, 9, 3, 0, tzinfo=UTC), project)
+    assert shipped["already_in_production"] is True
+    assert len(registry.versions()) == 1
+
+
+def test_deploy_task_reads_run_after_without_a_logical_date():
+    """A run triggered over the REST API has no logical date."""
+    import runpy
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from tests.conftest import ROOT
+
+    dag_file = runpy.run_path(str(ROOT / "dags" / "pmatch_retrain.py"))
+    run_after = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+    context = {"run_id": "manual__api", "dag_run": SimpleNamespace(run_after=run_after)}
+
+    assert dag_file["_run"](context) == ("manual__api", run_after)
+    assert dag_file["_run"]({**context, "logical_date": None}) == ("manual__api", run_after)

@@ -121,6 +121,10 @@ def test_section_that_is_not_a_mapping_is_named():
         ({"data": {"catalog": 5}}, r"data\.catalog: expected str, got int"),
         ({"gate": {"min_f1": "high"}}, r"gate\.min_f1: expected float, got str"),
         ({"train": {"colour_head": "yes"}}, r"train\.colour_head: expected bool, got str"),
+        (
+            {"gate": {"allow_unreadable_production": "yes"}},
+            r"gate\.allow_unreadable_production: expected bool, got str",
+        ),
     ],
 )
 def test_wrong_type_names_the_key_and_the_types(raw, message):
@@ -162,6 +166,10 @@ def test_a_boolean_is_rejected_for_a_number(raw, key):
         ({"validate": {"min_image_side": 0}}, "validate.min_image_side must be at least 1"),
         ({"gate": {"min_f1": 1.5}}, "gate.min_f1 must be in [0, 1], got 1.5"),
         ({"gate": {"max_regression": -0.1}}, "gate.max_regression must be in [0, 1], got -0.1"),
+        ({"gate": {"confidence": 1.0}}, "gate.confidence must be in (0.5, 1), got 1.0"),
+        ({"gate": {"bootstrap_resamples": 10}}, "gate.bootstrap_resamples must be in [100, "),
+        ({"gate": {"canary_pairs": 0}}, "gate.canary_pairs must be in [1, 64], got 0"),
+        ({"gate": {"smoke_tolerance": 0}}, "gate.smoke_tolerance must be positive, got 0"),
         ({"monitor": {"drift_threshold": 0}}, "monitor.drift_threshold must be positive, got 0"),
         ({"monitor": {"drift_method": "kss"}}, "monitor.drift_method must be 'wasserstein', "),
         (

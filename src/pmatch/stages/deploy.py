@@ -1,4 +1,4 @@
-"""`pmatch deploy`: uploads the candidate as a new version and points production at it."""
+"""`pmatch deploy`: ships the candidate the gate approved, smoke-tests it, rolls back on failure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pmatch.stages.common import print_json
 
 
-def _run_date(text: str) -> datetime:
+def run_date_argument(text: str) -> datetime:
+    """An ISO 8601 date from the command line; UTC when it names no zone."""
     date = datetime.fromisoformat(text)
     return date if date.tzinfo else date.replace(tzinfo=UTC)
 
@@ -17,8 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--run-id", default="manual", help="run id recorded in the manifest")
     parser.add_argument(
         "--run-date",
-        type=_run_date,
-        help="the run's date, ISO 8601 (default: now, UTC); names the version",
+        type=run_date_argument,
+        help="the run's date, ISO 8601 (default: now, UTC); recorded as created_at and as "
+        "the promotion's time",
     )
 
 

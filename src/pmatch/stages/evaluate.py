@@ -17,7 +17,8 @@ def add_arguments(parser) -> None:
         "--catalog",
         type=Path,
         help="the catalogue folder the dataset was built from: errors.html then shows the "
-        "photos of the pairs decided wrongly (without it, their paths)",
+        "photos of the pairs decided wrongly (without it, their paths), and the canary pairs "
+        "and the data version the gate and deployment need are written",
     )
     add_params_argument(parser)
 
@@ -26,4 +27,13 @@ def run(args) -> None:
     from pmatch.evaluate import evaluate_model
 
     params = params_from(args)
-    print_json(evaluate_model(args.model, args.data, params.evaluate, args.out, args.catalog))
+    print_json(
+        evaluate_model(
+            args.model,
+            args.data,
+            params.evaluate,
+            args.out,
+            args.catalog,
+            canary_pairs=params.gate.canary_pairs,
+        )
+    )
