@@ -1,9 +1,12 @@
 """S3 model registry: content-addressed versions, a guarded production pointer, a promotion log.
 
 Layout under s3://BUCKET/PREFIX/:
-  models/VERSION/       model.keras, vocab.json, preprocessing.json, metrics.json, ... and
-                        manifest.json ({"version", "files": {name: sha256}, created_at,
-                        model_sha256, data_version, f1, threshold, git_commit, ...})
+  models/VERSION/       model.keras, vocab.json, preprocessing.json, metrics.json,
+                        evaluation.json, reference_scores.csv, params.yaml, gate.json, what
+                        people review (evaluation.png, errors.html, errors.csv), canary.csv and
+                        its photos under canary/ (the smoke test's pairs), and manifest.json
+                        ({"version", "files": {name: sha256}, created_at, model_sha256,
+                        data_version, f1, threshold, git_commit, params_sha256, run_id, ...})
   production.json       {"version", "uri", "promoted_at", "previous_version", "reason"}
   promotions/WHEN-N.json one object per pointer move: {"when", "from_version", "to_version",
                         "reason", "action"}; named so that they sort by time, then by a counter
@@ -38,7 +41,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -811,92 +813,3 @@ class ModelRegistry:
                 "pipeline (`make run` or the pmatch_retrain DAG) first, or pass --model"
             )
         return pointer["version"], self.download(pointer["version"], destination)
-
-
-@dataclass(frozen=True)
-class Deployment:
-    version: str
-    uri: str
-    pointer: dict
-    created: bool
-
-
-def deploy(
-    registry: ModelRegistry,
-    model_dir: str | Path,
-    evaluate_dir: str | Path,
-    params_path: str | Path,
-    gate_path: str | Path,
-    run_date,
-    run_id: str,
-) -> Deployment:
-    """Publishes the candidate and points production at it (kept until pipeline.deploy,
-    which binds the gate decision to the candidate, replaces it).
-
-    Refuses unless the gate decision at gate_path says deploy. run_date: the run's logical
-    date (a timezone-aware datetime), recorded as the version's creation and promotion time.
-    """
-    from pmatch.artifacts import (
-        ERRORS_FILE,
-        ERRORS_REPORT_FILE,
-        METRICS_FILE,
-        MINILM_VOCABULARY_FILE,
-        MODEL_FILE,
-        PLOTS_FILE,
-        PREPROCESSING_FILE,
-        REFERENCE_SCORES_FILE,
-        VOCABULARY_FILE,
-    )
-    from pmatch.gate import GateDecision
-
-    gate_path = Path(gate_path)
-    if not gate_path.is_file():
-        raise RegistryError(f"{gate_path}: no gate decision; run `pmatch gate` first")
-    decision = GateDecision.load(gate_path)
-    if not decision.deploy:
-        raise RegistryError(
-            f"the gate refused this model ({'; '.join(decision.reasons)}); not deploying"
-        )
-    model_dir, evaluate_dir = Path(model_dir), Path(evaluate_dir)
-    model_files = {
-        MODEL_FILE: model_dir / MODEL_FILE,
-        VOCABULARY_FILE: model_dir / VOCABULARY_FILE,
-        PREPROCESSING_FILE: model_dir / PREPROCESSING_FILE,
-    }
-    if (model_dir / MINILM_VOCABULARY_FILE).is_file():
-        model_files[MINILM_VOCABULARY_FILE] = model_dir / MINILM_VOCABULARY_FILE
-    files = {
-        **model_files,
-        METRICS_FILE: evaluate_dir / METRICS_FILE,
-        REFERENCE_SCORES_FILE: evaluate_dir / REFERENCE_SCORES_FILE,
-        "params.yaml": Path(params_path),
-        "gate.json": gate_path,
-    }
-    for name in (PLOTS_FILE, ERRORS_REPORT_FILE, ERRORS_FILE):
-        if (evaluate_dir / name).is_file():
-            files[name] = evaluate_dir / name
-    model_sha256 = folder_sha256(model_files)
-    # Until evaluation records the catalogue's data version, the test scores stand for it.
-    data_version = file_sha256(files[REFERENCE_SCORES_FILE])
-    version = version_id(model_sha256, data_version)
-    metrics = json.loads(files[METRICS_FILE].read_text())
-    uri, created = registry.publish(
-        version,
-        files,
-        {
-            "created_at": run_date.isoformat(),
-            "model_sha256": model_sha256,
-            "data_version": data_version,
-            "run_id": run_id,
-            "f1": metrics.get("f1"),
-            "threshold": metrics.get("threshold"),
-        },
-    )
-    current = registry.production()
-    pointer = registry.promote(
-        version,
-        reason=f"run {run_id}",
-        when=run_date.isoformat(),
-        expected_current=current["version"] if current else None,
-    )
-    return Deployment(version, uri, pointer, created)
