@@ -174,6 +174,7 @@ def format_summary(summary: dict, root: Path) -> str:
         f"recall {metrics['recall']:.4f}, ROC-AUC {metrics['roc_auc']:.4f}, threshold {metrics['threshold']:.3f})",
         f"production before {summary['production_before'] or 'none'}",
         f"gate              {'DEPLOY' if gate['deploy'] else 'NO DEPLOY'}: {'; '.join(gate['reasons'])}",
+        f"same test pairs   {_comparison(gate)}",
         f"deployed          {summary['deployed'] or 'nothing (production unchanged)'}",
         f"production now    {summary['production_after'] or 'none'}",
     ]
@@ -215,3 +216,16 @@ def format_summary(summary: dict, root: Path) -> str:
         lines.append(f"  drift history       {verdicts[-1]['history_html']}")
         lines.append(f"      in S3: {verdicts[-1]['history_s3_uri']}")
     return "\n".join(lines)
+
+
+def _comparison(gate: dict) -> str:
+    """Both models' F1 on the candidate's test pairs, as the gate measured them."""
+    if gate.get("production_f1") is None or gate.get("difference") is None:
+        return f"candidate F1 {gate.get('candidate_f1')}; no production model to compare with"
+    low, high = gate["interval"]
+    return (
+        f"candidate F1 {gate['candidate_f1']:.4f}, production {gate['production_version']} F1 "
+        f"{gate['production_f1']:.4f}, difference {gate['difference']:+.4f} "
+        f"({gate.get('confidence', 0.95):.0%} interval {low:+.4f} to {high:+.4f}, "
+        f"{gate['products']} products)"
+    )
