@@ -253,24 +253,10 @@ def canary_scores(matcher, canary: pd.DataFrame, catalog: str | Path) -> pd.Data
     against the catalogue folder) and text, scored exactly as `pmatch score` scores a
     pairs file of these rows (pmatch.score.score_pairs_file), so that a fresh process
     loading the same model reproduces it."""
-    import tempfile
-
-    from pmatch.catalog.format import resolve_image
-    from pmatch.score import score_pairs_file
+    from pmatch.score import score_catalog_pairs
 
     canary = canary[["image_path", "text", "label", "kind", "product_id"]].copy()
-    with tempfile.TemporaryDirectory(prefix="pmatch-canary-") as folder:
-        pairs = canary[["image_path", "text"]].assign(
-            image_path=[
-                str(resolve_image(catalog, path).resolve()) for path in canary["image_path"]
-            ]
-        )
-        pairs.to_csv(Path(folder) / "pairs.csv", index=False)
-        score_pairs_file(matcher, Path(folder) / "pairs.csv", Path(folder) / "scored.csv")
-        scored = pd.read_csv(
-            Path(folder) / "scored.csv", dtype={"text": str}, keep_default_na=False
-        )
-    canary["expected_score"] = scored["score"].to_numpy()
+    canary["expected_score"] = score_catalog_pairs(matcher, catalog, canary)
     return canary
 
 

@@ -411,12 +411,9 @@ def score_with_production(
 
     Raises ProductionUnreadable naming what failed (download, metrics, load, scoring).
     """
-    import pandas as pd
-
-    from pmatch.catalog.format import resolve_image
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
-    from pmatch.score import score_pairs_file
+    from pmatch.score import score_catalog_pairs
 
     step = f"downloading production {version}"
     try:
@@ -431,21 +428,13 @@ def score_with_production(
         step = f"loading production {version}"
         matcher = Matcher.load(folder, threshold=threshold, feature_store=open_default_store())
         step = f"scoring the test pairs with production {version}"
-        with tempfile.TemporaryDirectory(prefix="pmatch-gate-") as temporary:
-            absolute = pairs[["image_path", "text"]].assign(
-                image_path=[
-                    str(resolve_image(catalog_dir, path).resolve()) for path in pairs["image_path"]
-                ]
-            )
-            absolute.to_csv(Path(temporary) / "pairs.csv", index=False)
-            score_pairs_file(matcher, Path(temporary) / "pairs.csv", Path(temporary) / "out.csv")
-            scores = pd.read_csv(Path(temporary) / "out.csv", usecols=["score"])["score"]
+        scores = score_catalog_pairs(matcher, catalog_dir, pairs)
     except ProductionUnreadable:
         raise
     except Exception as error:  # noqa: BLE001 - any failure means production can't be compared
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ProductionUnreadable(f"{step} failed: {message}") from error
-    return scores.to_numpy(dtype="float64"), threshold
+    return np.asarray(scores, dtype="float64"), threshold
 
 
 def run_gate(

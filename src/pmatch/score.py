@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pmatch.artifacts import PAIRS_FILE
 from pmatch.features.images import load_image, photos_per_batch
 
 REQUIRED_PAIR_COLUMNS = ("image_path", "text")
@@ -192,3 +193,24 @@ def score_pairs_file(
         raise PairsFileError(f"{pairs_csv}: no rows to score")
     partial.replace(out_csv)
     return {"pairs": scored, "threshold": matcher.threshold, "out": str(out_csv)}
+
+
+def score_catalog_pairs(matcher, catalog_dir: str | Path, pairs: pd.DataFrame) -> np.ndarray:
+    """Scores pairs whose image_path is relative to a catalogue folder, exactly as `pmatch
+    score` would (score_pairs_file, from the raw photos and texts), and returns the scores in
+    row order. The gate scores production on the candidate's test pairs this way, and
+    evaluation records the canary's expected scores this way, so a fresh process scoring the
+    same files reproduces them."""
+    import tempfile
+
+    from pmatch.catalog.format import resolve_image
+
+    with tempfile.TemporaryDirectory(prefix="pmatch-pairs-") as folder:
+        absolute = pairs[["image_path", "text"]].assign(
+            image_path=[
+                str(resolve_image(catalog_dir, path).resolve()) for path in pairs["image_path"]
+            ]
+        )
+        absolute.to_csv(Path(folder) / PAIRS_FILE, index=False)
+        score_pairs_file(matcher, Path(folder) / PAIRS_FILE, Path(folder) / "scored.csv")
+        return pd.read_csv(Path(folder) / "scored.csv", usecols=["score"])["score"].to_numpy()
