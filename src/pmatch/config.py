@@ -72,6 +72,20 @@ class ValidateParams:
 
     min_title_chars: AtLeastOne
     min_image_side: AtLeastOne
+    max_image_pixels: AtLeastOne
+    # A 64-bit hash: unrelated photos differ in about 32 bits, so more would match anything.
+    near_duplicate_bits: Annotated[int, Field(ge=0, le=32)]
+    near_duplicate_difference: Annotated[float, Field(ge=0, le=255)]
+
+    @model_validator(mode="after")
+    def _check_image_limits(self) -> ValidateParams:
+        if self.max_image_pixels < self.min_image_side**2:
+            raise ValueError(
+                f"validate.max_image_pixels ({self.max_image_pixels}) is below "
+                f"validate.min_image_side squared ({self.min_image_side**2}), so no photo "
+                "could pass; raise max_image_pixels or lower min_image_side"
+            )
+        return self
 
 
 @dataclass(**_SECTION)

@@ -12,6 +12,7 @@ from pmatch.catalog.format import (
     CatalogError,
     item_text,
     read_catalog,
+    read_catalog_table,
     resolve_image,
     top_category,
 )
@@ -63,10 +64,13 @@ def test_read_catalog_without_catalog_csv_says_what_a_catalogue_is(tmp_path):
 def test_read_catalog_names_the_missing_required_column(tmp_path):
     (tmp_path / "catalog.csv").write_text("product_id,image_path\nP1,images/a.png\n")
 
-    with pytest.raises(
-        CatalogError, match=r"missing column\(s\) title; found product_id, image_path"
-    ):
+    with pytest.raises(CatalogError) as caught:
         read_catalog(tmp_path)
+
+    assert str(caught.value) == (
+        f"{tmp_path / 'catalog.csv'}: missing column(s) title; found product_id, image_path; "
+        "add the column(s) to the header line (line 1)"
+    )
 
 
 def test_read_catalog_adds_optional_columns_strips_text_and_keys_rows(tmp_path):
@@ -101,9 +105,134 @@ def test_item_text_and_top_category():
     assert list(top_category(frame["category"])) == ["Tops", ""]
 
 
-def test_resolve_image_keeps_absolute_paths(tmp_path):
+def test_resolve_image_joins_paths_inside_the_catalogue(tmp_path):
     assert resolve_image(tmp_path, "images/a.png") == tmp_path / "images" / "a.png"
-    assert resolve_image(tmp_path, "/data/a.png") == Path("/data/a.png")
+
+
+@pytest.mark.parametrize(
+    ("image_path", "reason"),
+    [
+        ("/data/a.png", "is an absolute path"),
+        ("../elsewhere/a.png", "climbs out of the catalogue folder"),
+        ("images/outside.png", "symlink"),
+    ],
+)
+def test_resolve_image_refuses_paths_that_leave_the_catalogue(tmp_path, image_path, reason):
+    catalogue = tmp_path / "catalogue"
+    (catalogue / "images").mkdir(parents=True)
+    (tmp_path / "secret.png").write_bytes(b"not yours")
+    (catalogue / "images" / "outside.png").symlink_to(tmp_path / "secret.png")
+
+    with pytest.raises(CatalogError, match=reason) as caught:
+        resolve_image(catalogue, image_path)
+
+    assert str(catalogue / "catalog.csv") in str(caught.value)
+    assert "copy the photo into the catalogue folder" in str(caught.value)
+
+
+# read_catalog: files that are not a catalogue table -------------------------------------------
+
+
+def write_csv(folder: Path, content: bytes | str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    (folder / "catalog.csv").write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_an_empty_catalog_csv_says_what_a_catalogue_needs(tmp_path, content):
+    with pytest.raises(CatalogError) as caught:
+        read_catalog(write_csv(tmp_path, content))
+
+    assert str(caught.value) == (
+        f"{tmp_path / 'catalog.csv'}: is empty; a catalogue needs a header line with "
+        "product_id, title, image_path and one row per listing"
+    )
+
+
+def test_a_header_without_rows_is_refused_by_read_catalog(tmp_path):
+    folder = write_csv(tmp_path, "product_id,title,image_path\n")
+
+    with pytest.raises(CatalogError, match="has a header but no rows; add one row"):
+        read_catalog(folder)
+    # The table reader leaves it to the contract, which reports it as a failed expectation.
+    assert read_catalog_table(folder).frame.empty
+
+
+def test_latin1_bytes_name_the_line_the_column_and_the_fix(tmp_path):
+    content = (
+        "product_id,title,image_path\nP1,Tee red,images/a.png\nP2,Caf\u00e9 mug,images/b.png\n"
+    )
+    folder = write_csv(tmp_path, content.encode("latin-1"))
+
+    with pytest.raises(CatalogError) as caught:
+        read_catalog(folder)
+
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'catalog.csv'}: line 3, column 'title': byte 0xe9")
+    assert "save catalog.csv as UTF-8" in message
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    folder = write_csv(tmp_path, "\ufeffproduct_id,title,image_path\nP1,Tee red,images/a.png\n")
+
+    assert list(read_catalog(folder)["product_id"]) == ["P1"]
+
+
+def test_every_ragged_row_is_named_and_none_is_dropped(tmp_path):
+    folder = write_csv(
+        tmp_path,
+        "product_id,title,image_path\n"
+        "P1,Tee red,images/a.png\n"
+        "P2,Mug, white,images/b.png\n"
+        '"P3","A title\nover two lines",images/c.png\n'
+        "P4,Cap\n"
+        "P5,Hat,images/e.png\n",
+    )
+
+    with pytest.raises(CatalogError) as caught:
+        read_catalog(folder)
+
+    message = str(caught.value)
+    assert str(tmp_path / "catalog.csv") in message
+    assert "2 row(s) do not have the header's 3 fields (product_id, title, image_path)" in message
+    # The quoted title spans lines 4-5, so the short row is line 6.
+    assert "line 3: 4 fields; line 6: 2 fields;" in message
+    assert "put values that contain commas in double quotes" in message
+
+
+def test_an_unclosed_quote_names_its_line(tmp_path):
+    folder = write_csv(tmp_path, 'product_id,title,image_path\nP1,"Tee red,images/a.png\n')
+
+    # The csv module reads an unclosed quote to the end of the file, which makes the row
+    # ragged, or raises; either way the error names line 2.
+    with pytest.raises(CatalogError, match="line 2"):
+        read_catalog(folder)
+
+
+def test_a_repeated_header_name_is_refused(tmp_path):
+    folder = write_csv(tmp_path, "product_id,title,title,image_path\nP1,a,b,images/a.png\n")
+
+    with pytest.raises(CatalogError, match="line 1: the header names column.s. title more than"):
+        read_catalog(folder)
+
+
+def test_the_table_reader_keeps_values_as_written_and_their_lines(tmp_path):
+    folder = write_csv(
+        tmp_path,
+        "product_id,title,image_path\n"
+        "  P1 ,  ,images/a.png\n"
+        "\n"
+        '"P2","two\nlines",images/b.png\n'
+        "P3,Cap,images/c.png\n",
+    )
+
+    table = read_catalog_table(folder)
+
+    assert list(table.frame["product_id"]) == ["  P1 ", "P2", "P3"]
+    assert list(table.frame["title"]) == ["  ", "two\nlines", "Cap"]
+    assert table.lines == [2, 4, 6]
 
 
 # build_pairs ----------------------------------------------------------------------------------
