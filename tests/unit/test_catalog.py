@@ -401,3 +401,23 @@ def test_three_products_give_one_per_split_and_two_stay_in_train():
 
     assert sorted(split_products(three, 0.01, 0.01, seed=0)) == ["test", "train", "val"]
     assert list(split_products(three.iloc[:2], 0.3, 0.3, seed=0)) == ["train", "train"]
+
+
+def test_products_that_list_one_photo_share_a_split():
+    from pmatch.catalog.splits import split_products
+
+    products = [f"p{index:02d}" for index in range(30)]
+    frame = pd.DataFrame(
+        {"product_id": products, "image_path": [f"images/{product}.jpg" for product in products]}
+    )
+    # p03 and p17 show one photo file; p17 and p25 another: all three are one group.
+    frame.loc[frame["product_id"] == "p17", "image_path"] = "images/p03.jpg"
+    frame = pd.concat(
+        [frame, pd.DataFrame({"product_id": ["p25"], "image_path": ["images/p03.jpg"]})],
+        ignore_index=True,
+    )
+    for seed in range(20):
+        splits = split_products(frame, 0.2, 0.2, seed)
+        grouped = set(splits[frame["product_id"].isin(["p03", "p17", "p25"])])
+        assert len(grouped) == 1, (seed, grouped)
+        assert {"train", "val", "test"} <= set(splits)
