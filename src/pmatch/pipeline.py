@@ -320,7 +320,7 @@ def _smoke_in_fresh_process(root: Path, version: str, endpoint_url: str) -> str 
         ),
     }
     command = [sys.executable, "-m", "pmatch.smoke", "--project", str(root), "--version", version]
-    print(f"$ {' '.join(command[1:])}", flush=True)
+    print(f"$ python {' '.join(command[1:])}", flush=True)
     result = subprocess.run(command, cwd=root, env=environment, capture_output=True, text=True)
     if result.stdout.strip():
         print(result.stdout.strip(), flush=True)
