@@ -53,6 +53,12 @@ test-integration: setup ## the integration tier: DVC, Airflow, local S3, pretrai
 repro: setup ## `dvc repro`: the DVC pipeline alone, no Airflow, no deployment
 	$(BIN)/dvc repro
 
+airflow: setup ## Airflow (standalone) and the S3 server in the background; AIRFLOW_PORT=8080
+	$(BIN)/python -m pmatch.airflow_local start
+
+airflow-stop: ## stop everything `make airflow` started and free its ports
+	$(BIN)/python -m pmatch.airflow_local stop
+
 lint: setup ## ruff
 	$(BIN)/ruff check src dags plugins tests benchmarks
 	$(BIN)/ruff format --check src dags plugins tests benchmarks
@@ -63,4 +69,4 @@ lock: ## re-resolve requirements/base.in into the pinned lock file
 clean: ## remove pipeline outputs and run state (keeps the venv)
 	rm -rf data models reports .airflow .pmatch
 
-.PHONY: help setup run test test-fast test-integration repro lint lock clean
+.PHONY: help setup run test test-fast test-integration repro airflow airflow-stop lint lock clean

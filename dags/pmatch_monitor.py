@@ -4,7 +4,8 @@
 Watches the live match-score distribution for drift.
 
 `monitor` scores the run's incoming batch (the `batch` param, or
-`$PMATCH_INCOMING_DIR/<run date>`) with the production model and compares the scores with
+`$PMATCH_INCOMING_DIR/<run date>`; the run date is the logical date, or for a run triggered
+without one, the time it was due) with the production model and compares the scores with
 that model's reference scores in an Evidently report (HTML and JSON, under
 `reports/monitor/` and in S3 under `monitoring/`), and updates the drift history of every
 run (`monitoring/history.html`: drift score and mean score per run, each linking its
@@ -22,11 +23,14 @@ from airflow.sdk import Param, chain, dag, task
 
 @task
 def monitor(**context) -> dict:
+    from pmatch.dag_context import run_day
     from pmatch.pipeline import incoming_batch
     from pmatch.pipeline import monitor as check
 
-    batch = incoming_batch(context["params"]["batch"], context["ds"])
-    return check(batch, context["run_id"], run_date=context["ds"])
+    # A run triggered over the REST API has no logical date, hence no `ds`.
+    day = run_day(context)
+    batch = incoming_batch(context["params"]["batch"], day)
+    return check(batch, context["run_id"], run_date=day)
 
 
 @task.short_circuit
@@ -45,7 +49,7 @@ def drift_detected(verdict: dict) -> bool:
         "batch": Param(
             "",
             type="string",
-            description="Batch folder (with pairs.csv) to score; empty means $PMATCH_INCOMING_DIR/<ds>.",
+            description="Batch folder (with pairs.csv) to score; empty means $PMATCH_INCOMING_DIR/<run date>.",
         )
     },
     tags=["pmatch"],

@@ -31,25 +31,22 @@ def dvc_stage(stage: str) -> str:
     return repro(stage)
 
 
-def _run(context) -> tuple[str, object]:
-    """The run's id and date. A run triggered over the REST API has no logical date, so
-    the date falls back to dag_run.run_after."""
-    return context["run_id"], context.get("logical_date") or context["dag_run"].run_after
-
-
 @task.short_circuit
 def gate(**context) -> bool:
+    from pmatch.dag_context import run_id_and_date
     from pmatch.pipeline import gate as decide
 
-    run_id, run_date = _run(context)
+    # A run triggered over the REST API has no logical date; its date is run_after then.
+    run_id, run_date = run_id_and_date(context)
     return decide(run_id=run_id, run_date=run_date)["deploy"]
 
 
 @task
 def deploy(**context) -> dict:
+    from pmatch.dag_context import run_id_and_date
     from pmatch.pipeline import deploy as publish
 
-    return publish(*_run(context))
+    return publish(*run_id_and_date(context))
 
 
 @dag(

@@ -1,0 +1,90 @@
+"""Both DAGs' tasks read the run's date from a context with or without a logical date."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from pmatch.dag_context import run_date, run_day, run_id_and_date
+from tests.conftest import ROOT
+
+RUN_AFTER = datetime(2026, 11, 4, 9, 30, tzinfo=UTC)
+LOGICAL_DATE = datetime(2026, 11, 3, tzinfo=UTC)
+
+
+def api_triggered_context(**extra) -> dict:
+    """What a task gets in a run triggered over the REST API with `"logical_date": null`:
+    no logical_date and no ds, only dag_run.run_after."""
+    return {
+        "run_id": "manual__2026-11-04T09:30:00+00:00",
+        "dag_run": SimpleNamespace(run_after=RUN_AFTER, logical_date=None),
+        **extra,
+    }
+
+
+def test_run_date_falls_back_to_run_after_without_a_logical_date():
+    context = api_triggered_context()
+    assert run_date(context) == RUN_AFTER
+    assert run_day(context) == "2026-11-04"
+    assert run_id_and_date(context) == ("manual__2026-11-04T09:30:00+00:00", RUN_AFTER)
+    # Airflow may also pass the key with None.
+    assert run_date(api_triggered_context(logical_date=None)) == RUN_AFTER
+
+
+def test_run_date_is_the_logical_date_when_there_is_one():
+    context = api_triggered_context(logical_date=LOGICAL_DATE)
+    assert run_date(context) == LOGICAL_DATE
+    assert run_day(context) == "2026-11-03"
+
+
+def test_a_context_without_any_date_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="logical_date nor dag_run.run_after"):
+        run_date({"run_id": "x"})
+
+
+@pytest.fixture(scope="module")
+def dag_bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_monitor_task_runs_without_a_logical_date(dag_bag, monkeypatch):
+    """The monitor task scores the batch of the run_after day; `ds` is not needed."""
+    import pmatch.pipeline
+
+    calls = {}
+    monkeypatch.setattr(
+        pmatch.pipeline,
+        "incoming_batch",
+        lambda batch, day: calls.setdefault("incoming_batch", (batch, day)) and f"in/{day}",
+    )
+    monkeypatch.setattr(
+        pmatch.pipeline,
+        "monitor",
+        lambda batch, run_id, run_date: calls.setdefault("monitor", (batch, run_id, run_date)),
+    )
+    task = dag_bag.dags["pmatch_monitor"].get_task("monitor")
+    task.python_callable(**api_triggered_context(params={"batch": ""}))
+    assert calls["incoming_batch"] == ("", "2026-11-04")
+    assert calls["monitor"] == ("in/2026-11-04", "manual__2026-11-04T09:30:00+00:00", "2026-11-04")
+
+
+@pytest.mark.parametrize("task_id", ["gate", "deploy"])
+def test_retrain_gate_and_deploy_run_without_a_logical_date(dag_bag, monkeypatch, task_id):
+    import pmatch.pipeline
+
+    calls = []
+    monkeypatch.setattr(
+        pmatch.pipeline,
+        "gate",
+        lambda run_id, run_date: calls.append((run_id, run_date)) or {"deploy": True},
+    )
+    monkeypatch.setattr(
+        pmatch.pipeline, "deploy", lambda run_id, run_date: calls.append((run_id, run_date)) or {}
+    )
+    task = dag_bag.dags["pmatch_retrain"].get_task(task_id)
+    task.python_callable(**api_triggered_context())
+    assert calls == [("manual__2026-11-04T09:30:00+00:00", RUN_AFTER)]

@@ -1,0 +1,120 @@
+"""`make airflow`'s machinery under a real scheduler: a monitor run triggered over the REST
+API without a logical date succeeds, and stopping leaves no process and no port behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RUN_TIMEOUT_SECONDS = 240
+
+
+class Api:
+    """Airflow 3's REST API with a JWT from /auth/token."""
+
+    def __init__(self, base_url: str, password: str):
+        self.base_url = base_url
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.token = None
+        self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password})[
+            "access_token"
+        ]
+
+    def call(self, method: str, path: str, body: dict | None = None):
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data, headers, method=method)
+        with self.opener.open(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+
+@pytest.fixture
+def deployment(retrained, monkeypatch):
+    """`make airflow` (pmatch.airflow_local.start) for the retrained project on free ports,
+    using the tests' S3 server; yields (project, API client); stops everything after."""
+    import psutil
+
+    from pmatch.airflow_local import airflow_home, start, stop
+
+    project, _, _ = retrained
+    for folder in ("dags", "plugins"):
+        shutil.copytree(ROOT / folder, project / folder, dirs_exist_ok=True)
+    # A batch for every day a run may be dated, so the catch-up run that unpausing creates
+    # (dated yesterday) succeeds too instead of holding the only run slot for retries.
+    today = datetime.now(UTC).date()
+    for offset in (-2, -1, 0, 1):
+        day = (today + timedelta(days=offset)).isoformat()
+        shutil.copytree(
+            project / "data/sample/batches/unshifted",
+            project / "incoming" / day,
+            dirs_exist_ok=True,
+        )
+    monkeypatch.setenv("PMATCH_INCOMING_DIR", "incoming")
+    port = free_port()
+    monkeypatch.setenv("AIRFLOW_PORT", str(port))
+    monkeypatch.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
+    home = airflow_home(project)
+    try:
+        start(project)
+        leader = psutil.Process(int((home / "airflow.pid").read_text()))
+        password_file = home / "simple_auth_manager_passwords.json.generated"
+        api = Api(f"http://localhost:{port}", json.loads(password_file.read_text())["admin"])
+        yield project, api, leader
+    finally:
+        stop(project)
+
+
+def test_a_run_triggered_without_a_logical_date_succeeds_and_stop_cleans_up(deployment):
+    import psutil
+
+    from pmatch.airflow_local import stop
+
+    project, api, leader = deployment
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while True:
+        try:
+            api.call("GET", "/api/v2/dags/pmatch_monitor")
+            break
+        except urllib.error.HTTPError:
+            assert time.monotonic() < deadline, "pmatch_monitor was never parsed"
+            time.sleep(2)
+    # The REST API's default: no logical date, so the tasks' context has no `ds`.
+    run = api.call("POST", "/api/v2/dags/pmatch_monitor/dagRuns", {"logical_date": None})
+    assert run["logical_date"] is None
+    api.call("PATCH", "/api/v2/dags/pmatch_monitor", {"is_paused": False})
+    run_path = f"/api/v2/dags/pmatch_monitor/dagRuns/{urllib.parse.quote(run['dag_run_id'])}"
+    while (state := api.call("GET", run_path)["state"]) not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"run still {state} after {RUN_TIMEOUT_SECONDS} s"
+        time.sleep(3)
+    instances = api.call("GET", run_path + "/taskInstances")["task_instances"]
+    states = {each["task_id"]: each["state"] for each in instances}
+    assert state == "success", states
+    assert states["monitor"] == "success"
+    # Scored the batch of its run_after day, found through PMATCH_INCOMING_DIR.
+    history = (project / "reports/monitor/history.csv").read_text()
+    ours = [line for line in history.splitlines() if run["dag_run_id"] in line]
+    assert ours and ours[0].startswith(run["run_after"][:10]), ours
+
+    members = [leader, *leader.children(recursive=True)]
+    assert len(members) > 3  # standalone, scheduler, dag-processor, API server, workers...
+    stop(project)
+    assert not [
+        each for each in members if each.is_running() and each.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert not (project / ".airflow" / "airflow.pid").exists()
+    # Gone, or a zombie waiting for init to reap it.
+    assert not leader.is_running() or leader.status() == psutil.STATUS_ZOMBIE
