@@ -182,20 +182,38 @@ def serve_s3(project: Path) -> None:
             time.sleep(3600)
 
 
-def _start_s3(project: Path, home: Path, settings, say) -> str:
-    """Starts `serve-s3` in its own session; returns its endpoint once it answers."""
-    log_path = home / "s3.log"
-    say(f"starting the S3 server on port {settings.local_s3_port} (log: {log_path})")
-    with log_path.open("wb") as log:
+def _spawn_detached(
+    command: list[str], cwd: Path, log_path: Path, pid_path: Path, environment=None
+) -> subprocess.Popen:
+    """Starts command in its own session (so `make airflow` returns, and stop() finds every
+    process it spawns through its process group), output appended to log_path, its pid in
+    pid_path."""
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pmatch.airflow_local", "serve-s3", "--project", str(project)],
-            cwd=project,
+            command,
+            cwd=cwd,
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    (home / "s3.pid").write_text(f"{process.pid}\n")
+    pid_path.write_text(f"{process.pid}\n")
+    return process
+
+
+def _start_s3(project: Path, home: Path, settings, say) -> str:
+    """Starts `serve-s3` in its own session; returns its endpoint once it answers."""
+    log_path = home / "s3.log"
+    say(f"starting the S3 server on port {settings.local_s3_port} (log: {log_path})")
+    # A fresh log: the ready line of an earlier start must not be taken for this one's.
+    log_path.write_bytes(b"")
+    process = _spawn_detached(
+        [sys.executable, "-m", "pmatch.airflow_local", "serve-s3", "--project", str(project)],
+        project,
+        log_path,
+        home / "s3.pid",
+    )
     deadline = time.monotonic() + S3_STARTUP_TIMEOUT_SECONDS + 30
     while time.monotonic() < deadline:
         text = log_path.read_text(errors="replace")
@@ -213,19 +231,13 @@ def _start_airflow(home: Path, environment: dict[str, str], url: str, say) -> No
     """Starts `airflow standalone` in its own session and waits until its API answers."""
     log_path = home / "standalone.log"
     say(f"starting Airflow standalone on {url} (log: {log_path}); the first start takes minutes")
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow"), "standalone"],
-            cwd=environment["PMATCH_PROJECT_DIR"],
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Its own process group: `make airflow` returns, and stop() finds every process
-            # standalone spawned (scheduler, executor workers, API server) through it.
-            start_new_session=True,
-        )
-    (home / "airflow.pid").write_text(f"{process.pid}\n")
+    process = _spawn_detached(
+        [str(Path(sys.executable).parent / "airflow"), "standalone"],
+        Path(environment["PMATCH_PROJECT_DIR"]),
+        log_path,
+        home / "airflow.pid",
+        environment,
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + AIRFLOW_STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
