@@ -26,9 +26,9 @@ def failure_log_path() -> Path:
 class FailureLogNotifier(BaseNotifier):
     """Appends one JSON line per failure to the failure log (see failure_log_path) and logs it.
 
-    Used as `on_failure_callback` of a task (the line names the task, its try, the exception
-    and the task's log URL) or of a DAG (a failed or timed-out run: the task fields are
-    null and `reason` says why). To alert by mail or Slack instead, or as well, pass the
+    Used as `on_failure_callback` of a task (`scope` "task": the line names the task, its
+    try, the exception and the task's log URL) or of a DAG (`scope` "run": a failed or
+    timed-out run; `reason` says why, the task fields name the last failed task, if any). To alert by mail or Slack instead, or as well, pass the
     providers' notifiers, configured through an Airflow connection, next to this one, e.g.
     `SmtpNotifier(to=..., smtp_conn_id="smtp_default")` from
     airflow.providers.smtp.notifications.smtp (installed), or the Slack provider's
@@ -41,6 +41,12 @@ class FailureLogNotifier(BaseNotifier):
         super().__init__()
         self.path = path
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # Nothing here is a template. Airflow's rendering asks the context's DAG for a Jinja
+        # environment, which a run-level callback's DAG (a SerializedDAG under dag.test())
+        # does not have, and the failure would go unrecorded.
+        return None
+
     def notify(self, context) -> None:
         record = failure_record(context)
         path = Path(self.path) if self.path else failure_log_path()
@@ -49,7 +55,8 @@ class FailureLogNotifier(BaseNotifier):
         with path.open("a", encoding="utf-8") as log_file:
             log_file.write(json.dumps(record, default=str) + "\n")
         self.log.error(
-            "pmatch failure: dag %s, task %s, run %s, try %s: %s (log: %s; recorded in %s)",
+            "pmatch %s failure: dag %s, task %s, run %s, try %s: %s (log: %s; recorded in %s)",
+            record["scope"],
             record["dag_id"],
             record["task_id"],
             record["run_id"],
@@ -75,6 +82,8 @@ def failure_record(context) -> dict:
         except Exception:  # The URL is a convenience; the record matters more.
             log_url = None
     return {
+        # Airflow passes a `reason` to a DAG's callbacks only.
+        "scope": "run" if "reason" in context else "task",
         "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dag_id": getattr(task_instance, "dag_id", None)
         or getattr(dag_run, "dag_id", None)

@@ -38,6 +38,7 @@ def test_a_task_failure_and_a_run_failure_each_append_a_line(monkeypatch, tmp_pa
         }
     )
     task_line, run_line = (json.loads(line) for line in log.read_text().splitlines())
+    assert task_line["scope"] == "task" and run_line["scope"] == "run"
     assert task_line["dag_id"] == "pmatch_retrain" and task_line["task_id"] == "deploy"
     assert task_line["run_id"] == "r1" and task_line["try_number"] == 2
     assert task_line["exception"] == "RuntimeError: S3 said 503"
