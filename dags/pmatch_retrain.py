@@ -14,57 +14,132 @@ decision against what it ships, publishes a content-addressed version to the S3 
 (a retry completes it), promotes it, smoke-tests it in a fresh process on its canary pairs,
 and rolls production back (and fails) when the smoke test fails.
 
-Tunables live in `params.yaml`; S3 settings come from `PMATCH_S3_*` environment variables.
+**Schedule**: weekly, and whenever the `pmatch_catalog` asset is updated (a future ingest
+task will emit it when a new catalogue lands); `deploy` emits the `pmatch_model` asset
+(its extra names the version) for whatever consumes the production model.
+
+**Params** (trigger form, or the run's conf, which overrides them): `reason` is logged by
+every task and recorded in the deployed version's manifest and promotion; `force` is
+logged and passed through only (skipping unchanged work is issue #25).
+
+**Operations**: each task has an execution timeout and the run one of 6 hours. The DVC
+stages are not retried (a failed stage fails the same way again); `gate` and `deploy`
+(S3) retry with exponential backoff. A failed task or run appends a line to the failure
+log (`$PMATCH_FAILURE_LOG`, default `$AIRFLOW_HOME/pmatch_failures.jsonl`).
+
+Tunables live in `params.yaml`. S3 comes from the Airflow connection `pmatch_s3` (or the
+one `PMATCH_AIRFLOW_CONN_ID` names; Amazon provider, `endpoint_url` and `region_name` in its
+extra) when it is defined, else from the `PMATCH_S3_*` and `AWS_*` environment variables.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import chain, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, chain, dag, task
+
+# From plugins/, which Airflow puts on sys.path when it is imported (above).
+from pmatch_notifiers import FailureLogNotifier
+
+CATALOG = Asset(name="pmatch_catalog")
+MODEL = Asset(name="pmatch_model")
+
+# Minutes each DVC stage may run; a hung stage fails instead of holding the only run slot.
+STAGE_TIMEOUTS = {"validate": 15, "preprocess": 60, "train": 120, "evaluate": 30}
+STAGE_DOCS = {
+    "validate": "Checks the catalogue against the Great Expectations contract (`dvc repro validate`).",
+    "preprocess": "Builds the pairs and the encoders' features (`dvc repro preprocess`).",
+    "train": "Trains the matching model on the frozen encoders (`dvc repro train`).",
+    "evaluate": "Scores the test pairs, picks the threshold, writes canary pairs (`dvc repro evaluate`).",
+}
+# S3 can fail for a moment; these retries wait 2, 4, 8 minutes (at most 15).
+TRANSIENT_RETRIES = {
+    "retries": 3,
+    "retry_delay": timedelta(minutes=2),
+    # A multiplier in Airflow 3.3 (True would mean 1: a constant delay).
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=15),
+}
 
 
 @task(retries=0)
-def dvc_stage(stage: str) -> str:
+def dvc_stage(stage: str, **context) -> str:
+    from pmatch.dag_context import log_run_params
     from pmatch.pipeline import repro
 
+    log_run_params(context)
     return repro(stage)
 
 
-@task.short_circuit
+@task.short_circuit(execution_timeout=timedelta(minutes=30), **TRANSIENT_RETRIES)
 def gate(**context) -> bool:
-    from pmatch.dag_context import run_id_and_date
+    from pmatch.dag_context import log_run_params, run_id_and_date, use_airflow_s3_connection
     from pmatch.pipeline import gate as decide
 
+    log_run_params(context)
+    use_airflow_s3_connection()
     # A run triggered over the REST API has no logical date; its date is run_after then.
     run_id, run_date = run_id_and_date(context)
     return decide(run_id=run_id, run_date=run_date)["deploy"]
 
 
-@task
+@task(outlets=[MODEL], execution_timeout=timedelta(minutes=30), **TRANSIENT_RETRIES)
 def deploy(**context) -> dict:
-    from pmatch.dag_context import run_id_and_date
+    from pmatch.dag_context import log_run_params, run_id_and_date, use_airflow_s3_connection
     from pmatch.pipeline import deploy as publish
 
-    return publish(*run_id_and_date(context))
+    reason = log_run_params(context)["reason"]
+    use_airflow_s3_connection()
+    shipped = publish(*run_id_and_date(context), reason=reason)
+    context["outlet_events"][MODEL].extra = {"version": shipped["version"]}
+    return shipped
 
 
 @dag(
     dag_id="pmatch_retrain",
-    schedule="@weekly",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("@weekly", timezone="UTC"), assets=CATALOG
+    ),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
+    dagrun_timeout=timedelta(hours=6),
+    default_args={"retries": 0, "on_failure_callback": FailureLogNotifier()},
+    on_failure_callback=FailureLogNotifier(),
+    params={
+        "reason": Param(
+            "scheduled",
+            type="string",
+            description="Why this run: logged, and recorded in the deployed version's manifest.",
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            description="Retrain even if nothing changed. Passed through and logged only: "
+            "today DVC skips unchanged stages either way (skipping unchanged work is issue #25).",
+        ),
+    },
     tags=["pmatch"],
     doc_md=__doc__,
 )
 def pmatch_retrain():
     stages = [
-        dvc_stage.override(task_id=stage)(stage)
-        for stage in ("validate", "preprocess", "train", "evaluate")
+        dvc_stage.override(
+            task_id=stage,
+            execution_timeout=timedelta(minutes=STAGE_TIMEOUTS[stage]),
+            doc_md=STAGE_DOCS[stage],
+        )(stage)
+        for stage in STAGE_TIMEOUTS
     ]
-    chain(*stages, gate(), deploy())
+    decision = gate.override(
+        doc_md="Compares the candidate with production on its test pairs (`pmatch.pipeline.gate`); "
+        "writes `reports/gate/decision.json`. No means `deploy` is skipped."
+    )()
+    shipped = deploy.override(
+        doc_md="Publishes the approved candidate to the S3 registry, promotes it, smoke-tests it "
+        "and rolls back on failure (`pmatch.pipeline.deploy`); emits the `pmatch_model` asset."
+    )()
+    chain(*stages, decision, shipped)
 
 
 pmatch_retrain()

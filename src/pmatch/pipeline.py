@@ -119,7 +119,12 @@ class SmokeTestFailed(RuntimeError):
     where there was a version to roll back to. The message says which."""
 
 
-def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = None) -> dict:
+def deploy(
+    run_id: str,
+    run_date: datetime,
+    project_dir: str | Path | None = None,
+    reason: str | None = None,
+) -> dict:
     """Ships the candidate the gate approved, then smoke-tests it and rolls back on failure.
 
     1. The decision must say deploy and be about this candidate: the model's, metrics' and
@@ -137,7 +142,8 @@ def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = Non
        (a first deploy) the pointer is left on the new version, since there is nothing to
        serve instead, and the error says so.
     run_date: the run's date (Airflow's logical date or run_after), recorded as created_at
-    and as the promotion's time.
+    and as the promotion's time. reason: why the run happened (the retrain DAG's `reason`
+    param), named in the manifest's and the promotion's reason.
     """
     from pmatch.catalog.version import catalog_version
     from pmatch.gate import GateDecision, bound_fields, check_decision
@@ -146,6 +152,7 @@ def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = Non
     space = workspace(project_dir)
     params = load_params(space.params)
     when = _run_date(run_date)
+    run_label = f"run {run_id}" if not reason else f"run {run_id} ({reason})"
     decision = GateDecision.load(space.gate_file)
     if not decision.deploy:
         # Refuses, quoting the gate's reasons, before anything is hashed or contacted.
@@ -184,12 +191,12 @@ def deploy(run_id: str, run_date: datetime, project_dir: str | Path | None = Non
                     "git_commit": _git_commit(space.root),
                     "params_sha256": current["params_sha256"],
                     "run_id": run_id,
-                    "reason": f"run {run_id}: the gate said DEPLOY ({decision.reasons[-1]})",
+                    "reason": f"{run_label}: the gate said DEPLOY ({decision.reasons[-1]})",
                 },
             )
         registry.promote(
             version,
-            reason=f"run {run_id}",
+            reason=run_label,
             when=when,
             expected_current=decision.production_version,
         )

@@ -27,7 +27,62 @@ def test_retrain_runs_the_stages_in_order(dag_bag):
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
     assert dag.doc_md and "dvc repro" in dag.doc_md
-    assert dag.schedule == "@weekly"
+
+
+def test_retrain_runs_weekly_or_on_a_new_catalogue_and_emits_the_model(dag_bag):
+    from airflow.sdk import Asset, AssetOrTimeSchedule
+
+    dag = dag_bag.dags["pmatch_retrain"]
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.asset_condition == Asset(name="pmatch_catalog")
+    assert dag.timetable.timetable.expression == "0 0 * * 0"  # @weekly
+    assert dag.get_task("deploy").outlets == [Asset(name="pmatch_model")]
+    assert "pmatch_catalog" in dag.doc_md
+
+
+def test_retrain_params_default_to_a_scheduled_unforced_run(dag_bag):
+    params = dag_bag.dags["pmatch_retrain"].params
+    assert params["reason"] == "scheduled"
+    assert params["force"] is False
+    assert "#25" in params.get_param("force").description
+
+
+@pytest.mark.parametrize("dag_id", ["pmatch_retrain", "pmatch_monitor"])
+def test_every_task_has_a_timeout_a_doc_and_the_failure_notifier(dag_bag, dag_id):
+    from pmatch_notifiers import FailureLogNotifier
+
+    dag = dag_bag.dags[dag_id]
+    assert dag.dagrun_timeout is not None
+    assert isinstance(dag.on_failure_callback, FailureLogNotifier)
+    for task in dag.tasks:
+        assert task.execution_timeout is not None, task.task_id
+        assert task.doc_md, task.task_id
+        assert any(isinstance(c, FailureLogNotifier) for c in task.on_failure_callback), (
+            task.task_id
+        )
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "task_id", "retried"),
+    [
+        ("pmatch_retrain", "validate", False),
+        ("pmatch_retrain", "preprocess", False),
+        ("pmatch_retrain", "train", False),
+        ("pmatch_retrain", "evaluate", False),
+        ("pmatch_retrain", "gate", True),
+        ("pmatch_retrain", "deploy", True),
+        ("pmatch_monitor", "monitor", True),
+    ],
+)
+def test_only_tasks_that_can_fail_transiently_retry_with_backoff(dag_bag, dag_id, task_id, retried):
+    task = dag_bag.dags[dag_id].get_task(task_id)
+    if retried:
+        assert task.retries >= 1
+        # Airflow 3.3 reads this as a multiplier: True (1) would keep the delay constant.
+        assert task.retry_exponential_backoff > 1
+        assert task.max_retry_delay is not None
+    else:
+        assert task.retries == 0
 
 
 def test_monitor_triggers_retrain(dag_bag):
@@ -36,6 +91,7 @@ def test_monitor_triggers_retrain(dag_bag):
     assert trigger.trigger_dag_id == "pmatch_retrain"
     assert dag.get_task("drift_detected").downstream_task_ids == {"trigger_retrain"}
     assert "batch" in dag.params
+    assert "reason" in trigger.conf
     assert dag.schedule == "@daily"
 
 

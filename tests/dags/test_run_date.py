@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from airflow.sdk import Asset
 
 from pmatch.dag_context import run_date, run_day, run_id_and_date
 from tests.conftest import ROOT
@@ -83,8 +84,21 @@ def test_retrain_gate_and_deploy_run_without_a_logical_date(dag_bag, monkeypatch
         lambda run_id, run_date: calls.append((run_id, run_date)) or {"deploy": True},
     )
     monkeypatch.setattr(
-        pmatch.pipeline, "deploy", lambda run_id, run_date: calls.append((run_id, run_date)) or {}
+        pmatch.pipeline,
+        "deploy",
+        lambda run_id, run_date, reason: (
+            calls.append((run_id, run_date, reason)) or {"version": "v1"}
+        ),
     )
+    outlet_events = {Asset(name="pmatch_model"): SimpleNamespace(extra={})}
     task = dag_bag.dags["pmatch_retrain"].get_task(task_id)
-    task.python_callable(**api_triggered_context())
-    assert calls == [("manual__2026-11-04T09:30:00+00:00", RUN_AFTER)]
+    task.python_callable(
+        **api_triggered_context(
+            params={"reason": "drift in run x", "force": False}, outlet_events=outlet_events
+        )
+    )
+    expected = ("manual__2026-11-04T09:30:00+00:00", RUN_AFTER)
+    assert calls == [expected if task_id == "gate" else (*expected, "drift in run x")]
+    if task_id == "deploy":
+        # The model asset's event names the version deployed.
+        assert outlet_events[Asset(name="pmatch_model")].extra == {"version": "v1"}
