@@ -105,19 +105,3 @@ def test_second_run_gates_against_production_and_ships_nothing_new(retrained):
     shipped = deploy("rerun", datetime(2026, 11, 9, 3, 0, tzinfo=UTC), project)
     assert shipped["already_in_production"] is True
     assert len(registry.versions()) == 1
-
-
-def test_deploy_task_reads_run_after_without_a_logical_date():
-    """A run triggered over the REST API has no logical date."""
-    import runpy
-    from datetime import UTC, datetime
-    from types import SimpleNamespace
-
-    from tests.conftest import ROOT
-
-    dag_file = runpy.run_path(str(ROOT / "dags" / "pmatch_retrain.py"))
-    run_after = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
-    context = {"run_id": "manual__api", "dag_run": SimpleNamespace(run_after=run_after)}
-
-    assert dag_file["_run"](context) == ("manual__api", run_after)
-    assert dag_file["_run"]({**context, "logical_date": None}) == ("manual__api", run_after)
