@@ -9,6 +9,7 @@ import sys
 
 COMMANDS = {
     "sample": "write the synthetic sample catalogue and monitoring batches",
+    "ingest": "merge a delivery of listings into the catalogue: contract, quarantine, new data version",
     "validate": "check a catalogue against the data contract (Great Expectations)",
     "preprocess": "split, build pairs, cache photos, fit the vocabulary",
     "train": "train the matching model",

@@ -89,6 +89,16 @@ class ValidateParams:
 
 
 @dataclass(**_SECTION)
+class IngestParams:
+    """What a delivery may bring before it is refused whole (pmatch ingest)."""
+
+    max_rejected_share: Annotated[
+        float,
+        Field(ge=0, le=1, description="the share of a delivery's rows that may fail the contract"),
+    ]
+
+
+@dataclass(**_SECTION)
 class PreprocessParams:
     """Splits, pairs and the towers' inputs (pmatch preprocess)."""
 
@@ -183,6 +193,7 @@ class Params:
     sample: SampleParams
     data: DataParams
     validate: ValidateParams
+    ingest: IngestParams
     preprocess: PreprocessParams
     train: TrainParams
     evaluate: EvaluateParams
@@ -321,6 +332,8 @@ class Settings:
     local_s3_dir, local_s3_port: where pmatch's embedded S3 server keeps its objects and
     listens on loopback (`make run`).
     incoming_dir: the folder monitoring batches arrive in.
+    inbox: where catalogue deliveries arrive, one subfolder per delivery named by its date:
+    a local folder or an s3://bucket/prefix URI.
     """
 
     s3_bucket: str = "pmatch"
@@ -330,6 +343,7 @@ class Settings:
     local_s3_dir: Path = Path(".pmatch/s3")
     local_s3_port: Annotated[int, Field(ge=1, le=65535)] = 4568
     incoming_dir: Path = Path("data/sample/batches")
+    inbox: str = "data/inbox"
     project_dir: Path = Path(".")
 
     @field_validator("s3_bucket")
@@ -354,6 +368,7 @@ _ENV = {
     "PMATCH_LOCAL_S3_DIR": "local_s3_dir",
     "PMATCH_LOCAL_S3_PORT": "local_s3_port",
     "PMATCH_INCOMING_DIR": "incoming_dir",
+    "PMATCH_INBOX": "inbox",
     "PMATCH_PROJECT_DIR": "project_dir",
 }
 
