@@ -52,11 +52,13 @@ class ConfigError(ValueError):
 
 @dataclass(**_SECTION)
 class SampleParams:
-    """The synthetic sample catalogue and its monitoring batches (pmatch sample)."""
+    """The synthetic sample catalogue, its monitoring batches and its dated deliveries
+    (pmatch sample)."""
 
     products: AtLeastOne
     seed: Seed
     batch_pairs: AtLeastOne
+    delivery_products: AtLeastOne
 
 
 @dataclass(**_SECTION)

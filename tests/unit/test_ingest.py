@@ -250,3 +250,37 @@ def test_two_ingests_at_once_leave_a_valid_catalogue_with_both(loaded, tmp_path,
     assert sorted(ledger["delivery"]) == ["2026-01-01", "2026-01-08", "2026-01-09"]
     assert catalog_version(catalogue) in versions
     validate_catalog(catalogue, params.validate, tmp_path / "validation")
+
+
+def test_the_sample_inbox_comes_in_delivery_by_delivery_and_the_bad_rows_are_quarantined(
+    tmp_path, params
+):
+    from pmatch.sample import write_sample
+    from pmatch.sample.deliveries import BAD_ROWS, DELIVERIES, INITIAL_DELIVERY
+
+    inbox, catalogue = tmp_path / "inbox", tmp_path / "data" / "catalog"
+    summary = write_sample(
+        tmp_path / "sample", products=30, seed=3, batch_pairs=6, inbox=inbox, delivery_products=25
+    )
+    assert list(summary["deliveries"]) == [INITIAL_DELIVERY] + [name for name, *_ in DELIVERIES]
+    pending = pending_deliveries(inbox, catalogue)
+    results = {}
+    for source in pending:
+        result = ingest_delivery(source, catalogue, params, tmp_path / "reports")
+        results[result.delivery] = result
+    assert pending_deliveries(inbox, catalogue) == []
+    # The first delivery is the sample catalogue itself.
+    assert results[INITIAL_DELIVERY].accepted == summary["rows"]
+    for name, kind, _ in DELIVERIES:
+        expected = len(BAD_ROWS) if kind == "bad_rows" else 0
+        assert sum(results[name].quarantined.values()) == expected, name
+    assert results["2026-02-05"].quarantined == {
+        ALREADY_IN_CATALOGUE: 1,
+        "photo missing": 1,
+        "photo not an image": 1,
+        "photo too small": 1,
+        "title empty": 1,
+    }
+    rows = catalogue_rows(catalogue)
+    assert len(rows) == sum(result.accepted for result in results.values())
+    validate_catalog(catalogue, params.validate, tmp_path / "validation")
