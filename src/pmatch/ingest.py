@@ -504,12 +504,40 @@ def ingest_delivery(
             _recover(catalog)
             result = _ingest_locked(delivery_dir, name, catalog, params, report_dir, project)
             if result.already_ingested:
+                # A retry after a failed push or S3 write: finish publishing what is there.
+                if settings is not None and not _recorded(settings, name):
+                    _finish_publishing(result, project, catalog, report_dir, settings)
                 return result
             if project is not None:
                 result.dvc_file = str(_dvc_add(project, catalog))
             if settings is not None:
                 _publish(result, project, report_dir, settings)
     return result
+
+
+def _recorded(settings: Settings, name: str) -> bool:
+    """Whether S3 holds deliveries/<name>/ingest.json already."""
+    from pmatch.storage import open_registry
+
+    registry = open_registry(settings)
+    listed = registry.client.list_objects_v2(
+        Bucket=registry.bucket, Prefix=registry.key("deliveries", name, REPORT_JSON)
+    )
+    return bool(listed.get("Contents"))
+
+
+def _finish_publishing(
+    result: IngestResult, project: Path | None, catalog: Path, report_dir: Path, settings
+) -> None:
+    if project is not None:
+        result.dvc_file = str(_dvc_add(project, catalog))
+    saved = report_dir / REPORT_JSON
+    if saved.is_file():
+        document = json.loads(saved.read_text())
+        result.quarantined = document.get("quarantined", {})
+        result.quarantined_rows = document.get("quarantined_rows", [])
+        result.previous_data_version = document.get("previous_data_version")
+    _publish(result, project, report_dir, settings)
 
 
 def _ingest_locked(
@@ -667,7 +695,7 @@ def _publish(result: IngestResult, project: Path | None, report_dir: Path, setti
         document["dvc_file"] = Path(result.dvc_file).read_text()
         document["dvc_remote"] = dvc_remote.remote_url(settings)
     for row in result.quarantined_rows:
-        if row["photo"]:
+        if row.get("photo") and Path(row["photo"]).is_file():
             row["s3_uri"] = registry.upload_file(
                 row["photo"], "quarantine", result.delivery, row["image_path"]
             )
