@@ -284,3 +284,49 @@ def test_the_sample_inbox_comes_in_delivery_by_delivery_and_the_bad_rows_are_qua
     rows = catalogue_rows(catalogue)
     assert len(rows) == sum(result.accepted for result in results.values())
     validate_catalog(catalogue, params.validate, tmp_path / "validation")
+
+
+def test_more_row_problems_each_get_their_reason(loaded, tmp_path, params):
+    catalogue, _ = loaded
+    folder = tmp_path / "inbox" / "2026-01-08"
+    # A near-identical copy (brightened, re-encoded) of P3's photo, under a new product.
+    original = np.asarray(Image.open(tmp_path / "inbox" / "2026-01-01" / "photos" / "P3-x.png"))
+    folder.joinpath("photos").mkdir(parents=True)
+    Image.fromarray(np.clip(original.astype(int) + 3, 0, 255).astype(np.uint8)).save(
+        folder / "photos" / "near.png"
+    )
+    write_photo(tmp_path / "outside.png", 9)
+    rows = [listing(f"N{index}", f"Good listing {index}") for index in range(12)]
+    rows += [
+        {**listing("X1", "Near copy"), "image_path": "photos/near.png", "photo": False},
+        {**listing("X2", "Climbs out"), "image_path": "../../outside.png", "photo": False},
+        {**listing("X3", "Absolute"), "image_path": str(tmp_path / "outside.png"), "photo": False},
+        listing("X4", "Twice", "red"),
+        {**listing("X4", "Twice again", "red"), "image_path": "photos/X4-again.png"},
+        listing("X5", "Unsure", label="maybe"),
+    ]
+    lenient = dataclasses.replace(
+        params, ingest=dataclasses.replace(params.ingest, max_rejected_share=0.5)
+    )
+    result = ingest_delivery(delivery(folder, rows, 700), catalogue, lenient, tmp_path / "reports")
+    assert result.quarantined == {
+        ALREADY_IN_CATALOGUE: 1,
+        "duplicate product_id + variant in the delivery": 2,
+        "label not 0 or 1": 1,
+        "photo outside catalog": 2,
+    }
+    near = next(row for row in result.quarantined_rows if row["product_id"] == "X1")
+    assert "near-identical" in near["detail"] and "'P3'" in near["detail"]
+    assert result.accepted == 12
+
+
+def test_ingest_params_out_of_range_are_refused():
+    import yaml
+
+    from pmatch.config import ConfigError, parse_params
+    from tests.conftest import ROOT
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["ingest"]["max_rejected_share"] = 1.5
+    with pytest.raises(ConfigError, match=r"ingest.max_rejected_share must be in \[0, 1\]"):
+        parse_params(raw)
