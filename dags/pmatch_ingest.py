@@ -19,7 +19,9 @@ catalogue, swaps it in atomically under a file lock, records it with `dvc add da
 `pmatch_retrain` (and the monitoring DAG).
 
 **Operations**: a refused delivery fails the task without retries (it fails the same way
-again: fix it at its source); `ingest` retries with exponential backoff, since its S3 and DVC
+again: fix it at its source) and is listed in `data/.catalog.refused.csv`, so later runs go
+on with the next delivery (a fixed one comes under a new name, or through the `delivery`
+param); `ingest` retries with exponential backoff, since its S3 and DVC
 push can fail for a moment (a retry finds the delivery ingested and only publishes).
 """
 

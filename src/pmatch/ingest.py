@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import csv
 import ctypes
 import fcntl
 import hashlib
@@ -140,14 +141,37 @@ def read_ledger(catalog: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def refused_file(catalog: Path) -> Path:
+    """Beside the catalogue: the deliveries refused whole (name, reason), so --pending does not
+    try them again and again; a fixed delivery comes under a new name or with --delivery."""
+    return catalog.with_name(f".{catalog.name}.refused.csv")
+
+
+def refused_deliveries(catalog: Path) -> set[str]:
+    path = refused_file(catalog)
+    if not path.is_file():
+        return set()
+    return set(pd.read_csv(path, dtype=str, keep_default_na=False)["delivery"])
+
+
+def _record_refusal(catalog: Path, name: str, reason: str) -> None:
+    path = refused_file(catalog)
+    new = not path.is_file()
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["delivery", "reason"])
+        writer.writerow([name, reason.splitlines()[0][:300]])
+
+
 def pending_deliveries(
     inbox: str | Path, catalog: str | Path, settings: Settings | None = None
 ) -> list[str]:
-    """The inbox's deliveries the catalogue does not hold yet (by name), oldest first."""
-    ingested = set(read_ledger(Path(catalog))["delivery"])
-    return [
-        source for source in list_inbox(inbox, settings) if delivery_name(source) not in ingested
-    ]
+    """The inbox's deliveries the catalogue does not hold yet (by name) and that were not
+    refused whole before, oldest first."""
+    catalog = Path(catalog)
+    done = set(read_ledger(catalog)["delivery"]) | refused_deliveries(catalog)
+    return [source for source in list_inbox(inbox, settings) if delivery_name(source) not in done]
 
 
 def _download(source: str, settings: Settings, destination: Path) -> Path:
@@ -502,7 +526,11 @@ def ingest_delivery(
                 raise DeliveryRefused(f"{delivery_dir}: no such delivery folder")
         with catalogue_lock(catalog):
             _recover(catalog)
-            result = _ingest_locked(delivery_dir, name, catalog, params, report_dir, project)
+            try:
+                result = _ingest_locked(delivery_dir, name, catalog, params, report_dir, project)
+            except DeliveryRefused as refused:
+                _record_refusal(catalog, name, str(refused))
+                raise
             if result.already_ingested:
                 # A retry after a failed push or S3 write: finish publishing what is there.
                 if settings is not None and not _recorded(settings, name):

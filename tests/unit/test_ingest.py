@@ -187,6 +187,8 @@ def test_a_delivery_broken_as_a_whole_is_refused_and_the_catalogue_unchanged(
     assert catalog_version(catalogue) == first.data_version
     report = json.loads((tmp_path / "reports" / "2026-01-08" / "ingest.json").read_text())
     assert message in report["refused"]
+    # Not tried again by --pending (it would fail the same way, every day).
+    assert pending_deliveries(tmp_path / "inbox", catalogue) == []
 
 
 def test_too_many_failing_rows_refuse_the_delivery(loaded, tmp_path, params):
@@ -220,7 +222,11 @@ def test_a_failure_after_the_new_catalogue_is_built_leaves_the_previous_version(
     with pytest.raises(DeliveryRefused, match="the catalogue is unchanged"):
         ingest_delivery(folder, catalogue, params, tmp_path / "reports")
     assert catalog_version(catalogue) == broken
-    assert sorted(path.name for path in catalogue.parent.iterdir()) == [".catalog.lock", "catalog"]
+    assert sorted(path.name for path in catalogue.parent.iterdir()) == [
+        ".catalog.lock",
+        ".catalog.refused.csv",
+        "catalog",
+    ]
 
 
 def _ingest_in_child(arguments) -> str:
