@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pmatch.config import load_params, load_settings
-from pmatch.monitor import safe_name
+from pmatch.monitor.decide import safe_name
 from pmatch.pipeline import repro, workspace
 from pmatch.storage import open_registry, s3_settings
 
