@@ -458,3 +458,14 @@ def project_settings(space: Workspace):
 
     settings = load_settings()
     return dataclasses.replace(settings, project_dir=space.root)
+
+
+def delivery_for_run(param: str | None, event_extras: list[dict]) -> str | None:
+    """The delivery a monitoring run watches: the `delivery` param when given, else the
+    `delivery` of the last triggering pmatch_catalog event that names one, else None.
+
+    event_extras: the triggering asset events' extras, oldest first."""
+    if param and str(param).strip():
+        return str(param).strip()
+    named = [str(extra["delivery"]) for extra in event_extras if extra.get("delivery")]
+    return named[-1] if named else None
