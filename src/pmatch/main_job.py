@@ -139,16 +139,14 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
 
         summary["monitor"] = {}
         queued_before = set(queued_runs("pmatch_retrain"))
-        from pmatch.config import load_params
         from pmatch.sample.shifts import write_delivery
 
-        sample = load_params(space.params).sample
         for offset, (batch, shift) in enumerate(DELIVERIES):
             batch_dir = write_delivery(
                 space.root / "data" / "inbox" / batch,
                 shift=shift,
-                listings=sample.batch_pairs,
-                seed=sample.seed,
+                listings=params.sample.batch_pairs,
+                seed=params.sample.seed,
             )
             monitor_run = timed(
                 f"pmatch_monitor ({batch})",
