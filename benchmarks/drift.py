@@ -103,9 +103,9 @@ def delivery_f1(listings, threshold: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache/pmatch-bench/drift")
-    parser.add_argument("--unshifted", type=int, default=30, help="unshifted deliveries per size")
+    parser.add_argument("--unshifted", type=int, default=100, help="unshifted deliveries per size")
     parser.add_argument("--per-shift", type=int, default=10, help="deliveries per shift and size")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 200, 360])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 100, 200, 360])
     parser.add_argument("--unshifted-pool", type=int, default=3000)
     parser.add_argument("--shifted-pool", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=1)
@@ -137,8 +137,9 @@ def main() -> None:
             rng = np.random.default_rng([args.seed, SHIFTS.index(shift), size])
             for draw in range(count):
                 delivery = pool.subset(np.sort(rng.choice(len(pool.frame), size, replace=False)))
-                unlabelled = compute_signals(reference, delivery, params)
                 labelled = compute_signals(reference, delivery, params, metrics)
+                # Without labels the same signals, less the labelled F1.
+                unlabelled = {name: each for name, each in labelled.items() if name != "labels_f1"}
                 drift, fired = run_drift(unlabelled, params)
                 labelled_drift, _ = run_drift(labelled, params)
                 rows.append(
@@ -149,6 +150,8 @@ def main() -> None:
                         # Below min_listings there is no verdict, so no alarm.
                         "drift": bool(drift) and size >= params.min_listings,
                         "labelled_drift": bool(labelled_drift) and size >= params.min_listings,
+                        # What the signals alone say, as if there were no minimum size.
+                        "signals_drift": bool(drift),
                         "fired": fired,
                         "f1": delivery_f1(delivery, metrics["threshold"]),
                         "values": {name: signal["value"] for name, signal in unlabelled.items()},
@@ -176,6 +179,7 @@ def summarize(rows: list[dict], params, args) -> dict:
                 "deliveries": len(group),
                 "flagged": round(float(group["drift"].mean()), 3),
                 "flagged_with_labels": round(float(group["labelled_drift"].mean()), 3),
+                "flagged_without_minimum": round(float(group["signals_drift"].mean()), 3),
                 "f1": round(float(group["f1"].mean()), 3),
                 "f1_drop": round(float(unshifted_f1 - group["f1"].mean()), 3),
                 "signals_fired": {name: int(count) for name, count in fired.items()},
@@ -221,17 +225,23 @@ def render(payload: dict) -> str:
         f"{payload['unshifted_f1']}",
         "",
         "| shift | size | deliveries | flagged | flagged with labels | labelled F1 | F1 drop "
-        "| signals fired (count) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| flagged without a minimum size | signals fired (count) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in payload["table"]:
         fired = ", ".join(f"{name} {count}" for name, count in row["signals_fired"].items())
+        if row["size"] < payload["params"]["min_listings"]:
+            flagged = labelled = "no verdict"
+        else:
+            flagged, labelled = f"{row['flagged']:.0%}", f"{row['flagged_with_labels']:.0%}"
         lines.append(
-            f"| {row['shift']} | {row['size']} | {row['deliveries']} | {row['flagged']:.0%} | "
-            f"{row['flagged_with_labels']:.0%} | {row['f1']:.3f} | {row['f1_drop']:+.3f} | "
-            f"{fired or '-'} |"
+            f"| {row['shift']} | {row['size']} | {row['deliveries']} | {flagged} | "
+            f"{labelled} | {row['f1']:.3f} | {row['f1_drop']:+.3f} | "
+            f"{row['flagged_without_minimum']:.0%} | {fired or '-'} |"
         )
     lines += [
+        "",
+        "signals fired: counted whatever the size, also where min_listings gives no verdict.",
         "",
         "Unshifted 360-listing deliveries, per signal (value vs threshold):",
         "",

@@ -21,17 +21,22 @@ def deliveries(retrained):
     from pmatch.sample.shifts import write_delivery
 
     project, _, _ = retrained
-    return {
+    folders = {
         name: write_delivery(
             project / "data/inbox" / name, shift=shift, listings=listings, seed=seed
         )
         for name, shift, listings, seed in (
             ("tiny", "none", 12, 1),
-            ("unshifted", "none", 80, 2),
-            ("dark-1", "dark", 80, 3),
-            ("dark-2", "dark", 80, 4),
+            ("unshifted", "none", 120, 2),
+            ("dark-1", "dark", 120, 3),
+            ("dark-2", "dark", 120, 4),
         )
     }
+    # The darker deliveries come unreviewed: their verdict rests on the other signals.
+    for name in ("dark-1", "dark-2"):
+        catalog = pd.read_csv(folders[name] / "catalog.csv", dtype=str, keep_default_na=False)
+        catalog.assign(label="").to_csv(folders[name] / "catalog.csv", index=False)
+    return folders
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +64,9 @@ def verdict_of(project, delivery: str) -> dict:
     )
 
 
-def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, deliveries):
+def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, deliveries, params):
     project, _, _ = retrained
+    minimum = params.monitor.min_listings
     command = [sys.executable, "-m", "pmatch.cli", "monitor", "--project", str(project)]
     tiny = json.loads(
         run(
@@ -68,7 +74,7 @@ def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, delive
         ).stdout
     )
     assert "drift" not in tiny
-    assert tiny["reason"] == "too few listings: 12 < monitor.min_listings 50"
+    assert tiny["reason"] == f"too few listings: 12 < monitor.min_listings {minimum}"
     assert tiny["retrain"] is False and tiny["report_html"] is None
 
     verdict = json.loads(
@@ -78,7 +84,7 @@ def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, delive
         ).stdout
     )
     assert isinstance(verdict["drift"], bool) and verdict["retrain"] is False
-    assert verdict["listings"] == 80 and verdict["labelled"] == 80
+    assert verdict["listings"] == 120 and verdict["labelled"] == 120
     assert verdict["reference_data_version"] and verdict["model_version"]
     # Every signal, labels included (the generator labels every listing).
     assert set(verdict["signals"]) == {
@@ -105,6 +111,7 @@ def test_darker_photos_wait_for_persistence_then_retrain_with_a_reason(monitored
     report = json.loads(Path(first["report_json"]).read_text())
     failed = [test["name"] for test in report["tests"] if test["status"] == "FAIL"]
     assert any("photo_brightness" in name for name in failed), failed
+    assert first["labelled"] == 0 and "labels_f1" not in first["signals"]
     assert second["drift"] is True and second["retrain"] is True, second
     assert "photo_brightness" in second["retrain_reason"]
     assert runs["dark-2"]["tasks"]["trigger_retrain"]["state"] == "success"
