@@ -27,9 +27,9 @@ def deliveries(retrained):
         )
         for name, shift, listings, seed in (
             ("tiny", "none", 12, 1),
-            ("unshifted", "none", 120, 2),
-            ("dark-1", "dark", 120, 3),
-            ("dark-2", "dark", 120, 4),
+            ("unshifted", "none", 200, 2),
+            ("dark-1", "dark", 200, 3),
+            ("dark-2", "dark", 200, 4),
         )
     }
     # The darker deliveries come unreviewed: their verdict rests on the other signals.
@@ -84,7 +84,7 @@ def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, delive
         ).stdout
     )
     assert isinstance(verdict["drift"], bool) and verdict["retrain"] is False
-    assert verdict["listings"] == 120 and verdict["labelled"] == 120
+    assert verdict["listings"] == 200 and verdict["labelled"] == 200
     assert verdict["reference_data_version"] and verdict["model_version"]
     # Every signal, labels included (the generator labels every listing).
     assert set(verdict["signals"]) == {
