@@ -131,3 +131,14 @@ def test_min_signals_asks_for_more_than_one_signal(monitor_params):
 )
 def test_safe_name(text, expected):
     assert safe_name(text) == expected
+
+
+def test_a_damaged_earlier_record_is_left_out(monitor_params):
+    history = [
+        {"run_id": "x", "run_date": "not a date", "drift": True},
+        earlier("2026-01-07", True),
+    ]
+    promotions = [{"when": None}, {"when": "yesterday"}]
+    decision = decide(DARK, 360, monitor_params, history, promotions, "r", "2026-01-08", "d")
+    assert decision["persistence"]["recent_drift"] == [True, True]
+    assert decision["retrain"] is True

@@ -30,6 +30,15 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _dated(record: dict, key: str) -> datetime | None:
+    """record[key] as a moment, or None when it is missing or not an ISO date (a damaged
+    record elsewhere in S3 must not stop this run's decision)."""
+    try:
+        return _moment(record[key]) if record.get(key) else None
+    except (TypeError, ValueError):
+        return None
+
+
 def run_drift(signals: dict[str, dict], params: MonitorParams) -> tuple[bool, list[str]]:
     """This run's drift and the signals that fired (labels_f1 first when it decides)."""
     fired = [name for name, signal in signals.items() if signal["drift"]]
@@ -78,10 +87,10 @@ def decide(
             for verdict in earlier_verdicts
             if "drift" in verdict
             and verdict.get("run_id") != run_id
-            and verdict.get("run_date")
-            and _moment(verdict["run_date"]) <= now
+            and _dated(verdict, "run_date") is not None
+            and _dated(verdict, "run_date") <= now
         ),
-        key=lambda verdict: (_moment(verdict["run_date"]), str(verdict.get("run_id"))),
+        key=lambda verdict: (_dated(verdict, "run_date"), str(verdict.get("run_id"))),
     )
     previous = [bool(verdict["drift"]) for verdict in earlier]
     recent = previous[max(0, len(previous) - (params.persistence_runs - 1)) :] + [drift]
@@ -92,9 +101,9 @@ def decide(
     }
     persisted = sum(recent) >= params.persistence_drifts
     last_retrain = [
-        _moment(verdict["run_date"]) for verdict in earlier if verdict.get("retrain")
-    ] + [_moment(entry["when"]) for entry in promotions if entry.get("when")]
-    last_retrain = [moment for moment in last_retrain if moment <= now]
+        _dated(verdict, "run_date") for verdict in earlier if verdict.get("retrain")
+    ] + [_dated(entry, "when") for entry in promotions]
+    last_retrain = [moment for moment in last_retrain if moment is not None and moment <= now]
     cooldown_until = None
     if last_retrain and params.cooldown_hours:
         until = max(last_retrain) + timedelta(hours=params.cooldown_hours)
