@@ -41,6 +41,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
+    import contextlib
+    import sys
+
     from pmatch.pipeline import monitor
 
-    print_json(monitor(args.delivery, args.run_id, args.project, run_date=args.run_date))
+    # The pipeline's progress lines go to stderr: stdout holds the verdict's JSON alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        verdict = monitor(args.delivery, args.run_id, args.project, run_date=args.run_date)
+    print_json(verdict)
