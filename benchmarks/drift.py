@@ -127,7 +127,6 @@ def main() -> None:
         args.work / "model", threshold=metrics["threshold"], feature_store=open_default_store()
     )
     reference = load_reference(args.work / "evaluate")
-    # With labels, the smallest deliveries still need min_listings labelled rows.
     rows = []
     for shift in SHIFTS:
         pool_size = args.unshifted_pool if shift == "none" else args.shifted_pool
@@ -196,6 +195,18 @@ def summarize(rows: list[dict], params, args) -> dict:
         }
         for name in values.columns
     }
+    values = pd.DataFrame(
+        [{"shift": row["shift"], "size": row["size"], **row["values"]} for row in rows]
+    )
+    # Each signal's spread per shift and size (min, median, 95th percentile, max): what
+    # the thresholds were set from, without every run's numbers.
+    spread = {
+        f"{shift} {size}": {
+            name: [round(float(group[name].quantile(q)), 4) for q in (0, 0.5, 0.95, 1)]
+            for name in group.columns.drop(["shift", "size"])
+        }
+        for (shift, size), group in values.groupby(["shift", "size"], sort=False)
+    }
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_description(),
@@ -211,7 +222,7 @@ def summarize(rows: list[dict], params, args) -> dict:
         "unshifted_f1": round(float(unshifted_f1), 3),
         "table": table,
         "calibration": calibration,
-        "runs": rows,
+        "signal_spread": spread,
     }
 
 

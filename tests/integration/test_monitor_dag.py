@@ -41,7 +41,8 @@ def deliveries(retrained):
 
 @pytest.fixture(scope="module")
 def monitored(retrained, deliveries):
-    """pmatch_monitor on two darkened deliveries a day apart: the first drift waits for
+    """pmatch_monitor on two darkened deliveries a day apart, after the cooldown that the
+    retrained fixture's promotion (2026-11-02) started: the first drift waits for
     persistence, the second (2 of the last 3 runs) starts a retrain."""
     from pmatch.main_job import queued_runs, run_dag
 
@@ -51,7 +52,7 @@ def monitored(retrained, deliveries):
     for day, name in enumerate(("dark-1", "dark-2")):
         runs[name] = run_dag(
             "pmatch_monitor",
-            datetime(2026, 11, 3 + day, tzinfo=UTC),
+            datetime(2026, 11, 6 + day, tzinfo=UTC),
             {"delivery": str(deliveries[name])},
         )
     triggered = set(queued_runs("pmatch_retrain")) - before
@@ -70,7 +71,7 @@ def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, delive
     command = [sys.executable, "-m", "pmatch.cli", "monitor", "--project", str(project)]
     tiny = json.loads(
         run(
-            [*command, "--delivery", str(deliveries["tiny"]), "--run-date", "2026-11-01"], project
+            [*command, "--delivery", str(deliveries["tiny"]), "--run-date", "2026-11-20"], project
         ).stdout
     )
     assert "drift" not in tiny
@@ -79,7 +80,8 @@ def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, delive
 
     verdict = json.loads(
         run(
-            [*command, "--delivery", str(deliveries["unshifted"]), "--run-date", "2026-11-02"],
+            # Dated after the darker deliveries' runs, so it is not in their persistence window.
+            [*command, "--delivery", str(deliveries["unshifted"]), "--run-date", "2026-11-21"],
             project,
         ).stdout
     )
@@ -117,7 +119,7 @@ def test_darker_photos_wait_for_persistence_then_retrain_with_a_reason(monitored
     assert runs["dark-2"]["tasks"]["trigger_retrain"]["state"] == "success"
     assert len(triggered) == 1
     # The run date is the DAG run's logical date, not the clock's.
-    assert second["run_date"].startswith("2026-11-04")
+    assert second["run_date"].startswith("2026-11-07")
 
 
 def test_reports_are_saved_locally_and_in_s3(monitored):
@@ -132,7 +134,7 @@ def test_reports_are_saved_locally_and_in_s3(monitored):
 def test_a_run_without_a_delivery_is_skipped_not_failed(retrained):
     from pmatch.main_job import run_dag
 
-    run_info = run_dag("pmatch_monitor", datetime(2026, 11, 6, tzinfo=UTC))
+    run_info = run_dag("pmatch_monitor", datetime(2026, 11, 8, tzinfo=UTC))
     assert run_info["tasks"]["find_delivery"]["state"] == "skipped"
     assert run_info["tasks"]["monitor"]["state"] == "skipped"
     assert run_info["state"] == "success"
