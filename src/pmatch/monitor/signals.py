@@ -185,11 +185,6 @@ def _report_frame(listings: Listings) -> pd.DataFrame:
         vectors = getattr(listings, attribute)
         for column in range(vectors.shape[1]):
             frame[f"{prefix}_{column}"] = vectors[:, column]
-    if "label" in listings.frame.columns:
-        rows = labelled_rows(listings.frame)
-        frame["label"] = np.nan
-        labels = listings.frame["label"].astype(str).str.strip().str[0]
-        frame.loc[frame.index[rows], "label"] = labels.iloc[rows].astype(float).to_numpy()
     return frame
 
 
@@ -218,7 +213,7 @@ def write_report(
         for name, prefix in (("image_embeddings", "image"), ("text_embeddings", "text"))
     }
     definition = DataDefinition(
-        numerical_columns=[column for column in before.columns if column != "label"],
+        numerical_columns=list(before.columns),
         embeddings=embeddings,
     )
     share = signals["below_threshold_share"]
@@ -244,12 +239,8 @@ def write_report(
         for name in EMBEDDING_SIGNALS
     ]
     snapshot = Report(metrics, metadata={"title": title}, include_tests=True).run(
-        current_data=Dataset.from_pandas(
-            after.drop(columns="label", errors="ignore"), data_definition=definition
-        ),
-        reference_data=Dataset.from_pandas(
-            before.drop(columns="label", errors="ignore"), data_definition=definition
-        ),
+        current_data=Dataset.from_pandas(after, data_definition=definition),
+        reference_data=Dataset.from_pandas(before, data_definition=definition),
     )
     snapshot.save_html(str(html_path))
     snapshot.save_json(str(json_path))
