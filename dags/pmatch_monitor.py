@@ -1,16 +1,19 @@
 """
 ### pmatch_monitor
 
-Watches the live match-score distribution for drift.
+Watches what production sees: each new delivery of listings.
 
-`monitor` scores the run's incoming batch (the `batch` param, or
-`$PMATCH_INCOMING_DIR/<run date>`; the run date is the logical date, or for a run triggered
-without one, the time it was due) with the production model and compares the scores with
-that model's reference scores in an Evidently report (HTML and JSON, under
-`reports/monitor/` and in S3 under `monitoring/`), and updates the drift history of every
-run (`monitoring/history.html`: drift score and mean score per run, each linking its
-report). When the report says the distribution drifted, `trigger_retrain` starts a
-`pmatch_retrain` run.
+Runs when ingest updates the `pmatch_catalog` asset (its event's extra names the delivery
+folder) or by hand with the `delivery` param. `find_delivery` skips the run (not a
+failure) when neither names a delivery. `monitor` scores the delivery's listings (each
+photo with its own title) with the production model and compares them with the model's
+reference (its test split's listings): score distribution, share under the match
+threshold, photo and title statistics, image and text embeddings, and labelled F1 when
+the delivery carries labels (`pmatch.pipeline.monitor`). The Evidently report and the
+verdict go to `reports/monitor/<delivery>/<run>/` and to S3 under `monitoring/`. The
+verdict's `retrain` is true only when drift persisted (k of the last n runs) outside the
+cooldown after the last retrain or promotion; then `trigger_retrain` starts a
+`pmatch_retrain` run whose `reason` names the signals that fired.
 """
 
 from __future__ import annotations
@@ -18,10 +21,32 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import Asset, Param, chain, dag, task
 
 # From plugins/, which Airflow puts on sys.path when it is imported (above).
 from pmatch_notifiers import FailureLogNotifier
+
+CATALOG = Asset(name="pmatch_catalog")
+
+
+@task(
+    execution_timeout=timedelta(minutes=1),
+    doc_md="The delivery to watch: the `delivery` param, else the triggering `pmatch_catalog` "
+    "event's extra `delivery`; neither skips the run.",
+)
+def find_delivery(**context) -> str:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from pmatch.pipeline import delivery_for_run
+
+    events = context.get("triggering_asset_events") or {}
+    extras = [event.extra or {} for found in events.values() for event in found]
+    delivery = delivery_for_run(context["params"].get("delivery"), extras)
+    if delivery is None:
+        raise AirflowSkipException(
+            "no delivery: no `delivery` param and no pmatch_catalog event naming one"
+        )
+    return delivery
 
 
 @task(
@@ -31,32 +56,32 @@ from pmatch_notifiers import FailureLogNotifier
     # A multiplier in Airflow 3.3 (True would mean 1: a constant delay): 2, 4, 8 minutes.
     retry_exponential_backoff=2.0,
     max_retry_delay=timedelta(minutes=15),
-    doc_md="Scores the run's batch with the production model and writes the Evidently drift "
-    "report and the drift history, locally and to S3 (`pmatch.pipeline.monitor`).",
+    doc_md="Scores the delivery with the production model, computes the drift signals, "
+    "decides, and writes the Evidently report and the verdict locally and to S3 "
+    "(`pmatch.pipeline.monitor`).",
 )
-def monitor(**context) -> dict:
-    from pmatch.dag_context import run_day, use_airflow_s3_connection
-    from pmatch.pipeline import incoming_batch
-    from pmatch.pipeline import monitor as check
+def monitor(delivery: str, **context) -> dict:
+    from pmatch.dag_context import run_date, use_airflow_s3_connection
+    from pmatch.pipeline import monitor as watch
 
     use_airflow_s3_connection()
-    # A run triggered over the REST API has no logical date, hence no `ds`.
-    day = run_day(context)
-    batch = incoming_batch(context["params"]["batch"], day)
-    return check(batch, context["run_id"], run_date=day)
+    # A run triggered over the REST API has no logical date: run_date reads run_after then.
+    verdict = watch(delivery, context["run_id"], run_date=run_date(context).isoformat())
+    return {key: verdict.get(key) for key in ("delivery", "drift", "retrain", "retrain_reason")}
 
 
 @task.short_circuit(
     execution_timeout=timedelta(minutes=1),
-    doc_md="Lets `trigger_retrain` run only when the report says the scores drifted.",
+    doc_md="Lets `trigger_retrain` run only when the verdict says retrain (drift that "
+    "persisted, outside the cooldown).",
 )
-def drift_detected(verdict: dict) -> bool:
-    return bool(verdict["drift"])
+def retrain_decided(verdict: dict) -> bool:
+    return bool(verdict["retrain"])
 
 
 @dag(
     dag_id="pmatch_monitor",
-    schedule="@daily",
+    schedule=[CATALOG],
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -64,27 +89,30 @@ def drift_detected(verdict: dict) -> bool:
     default_args={"retries": 0, "on_failure_callback": FailureLogNotifier()},
     on_failure_callback=FailureLogNotifier(),
     params={
-        "batch": Param(
+        "delivery": Param(
             "",
             type="string",
-            description="Batch folder (with pairs.csv) to score; empty means $PMATCH_INCOMING_DIR/<run date>.",
+            description="Delivery folder (catalog.csv and its photos) to watch; empty means "
+            "the one the triggering pmatch_catalog event names.",
         )
     },
     tags=["pmatch"],
     doc_md=__doc__,
 )
 def pmatch_monitor():
+    verdict = monitor(find_delivery())
     trigger = TriggerDagRunOperator(
         task_id="trigger_retrain",
         trigger_dag_id="pmatch_retrain",
-        conf={"reason": "score drift detected by pmatch_monitor run {{ run_id }}"},
+        conf={"reason": "{{ ti.xcom_pull(task_ids='monitor')['retrain_reason'] }}"},
         wait_for_completion=False,
         execution_timeout=timedelta(minutes=5),
         retries=2,
         retry_delay=timedelta(minutes=1),
-        doc_md="Starts a `pmatch_retrain` run; its conf's `reason` names this monitoring run.",
+        doc_md="Starts a `pmatch_retrain` run; its `reason` names the signals that fired, "
+        "the persistence and the delivery.",
     )
-    chain(drift_detected(monitor()), trigger)
+    chain(retrain_decided(verdict), trigger)
 
 
 pmatch_monitor()

@@ -16,6 +16,11 @@ TRAINING_CURVE_FILE = "training_curve.png"
 # An evaluation folder (evaluate).
 METRICS_FILE = "metrics.json"
 REFERENCE_SCORES_FILE = "reference_scores.csv"
+# Monitoring's reference: the test split's listings (each photo with its own title) scored
+# by the candidate, with photo and title statistics, and their embeddings (pmatch.monitor).
+REFERENCE_LISTINGS_FILE = "reference_listings.csv"
+REFERENCE_EMBEDDINGS_FILE = "reference_embeddings.npz"
+REFERENCE_FILES = (REFERENCE_LISTINGS_FILE, REFERENCE_EMBEDDINGS_FILE)
 PLOTS_FILE = "evaluation.png"
 ERRORS_FILE = "errors.csv"
 ERRORS_REPORT_FILE = "errors.html"
@@ -31,6 +36,13 @@ EVALUATION_FILE = "evaluation.json"
 # and the folder of a version that holds the canary pairs' photos.
 GATE_FILE = "gate.json"
 CANARY_FOLDER = "canary"
+
+# A delivery: a catalogue folder of new listings, with an optional label column.
+# One monitoring run's record (pmatch.monitor.decide) and the delivery's scored listings.
+VERDICT_FILE = "verdict.json"
+SCORES_FILE = "scores.csv"
+DRIFT_REPORT_FILE = "drift.html"
+DRIFT_JSON_FILE = "drift.json"
 
 # The drift history (monitor).
 HISTORY_CSV = "history.csv"

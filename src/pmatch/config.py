@@ -180,12 +180,59 @@ class GateParams:
     allow_unreadable_production: bool
 
 
+# Every drift signal a monitoring run computes (pmatch.monitor.signals), each with its own
+# threshold in monitor.thresholds; labels_f1 is computed only for deliveries with labels.
+SIGNAL_NAMES = (
+    "score",
+    "below_threshold_share",
+    "photo_brightness",
+    "photo_contrast",
+    "photo_sharpness",
+    "photo_size",
+    "title_length",
+    "title_oov_share",
+    "title_charset",
+    "image_embeddings",
+    "text_embeddings",
+)
+
+
 @dataclass(**_SECTION)
 class MonitorParams:
-    """The drift test on the score distribution (pmatch monitor)."""
+    """The drift signals and the decision to retrain (pmatch monitor)."""
 
+    min_listings: AtLeastOne
     drift_method: DriftMethod
-    drift_threshold: Positive
+    thresholds: dict[str, Positive]
+    min_signals: AtLeastOne
+    max_f1_drop: Share
+    persistence_runs: AtLeastOne
+    persistence_drifts: AtLeastOne
+    cooldown_hours: AtLeastZero
+
+    @model_validator(mode="after")
+    def _check_signals_and_persistence(self) -> MonitorParams:
+        missing = [name for name in SIGNAL_NAMES if name not in self.thresholds]
+        unknown = [name for name in self.thresholds if name not in SIGNAL_NAMES]
+        if missing or unknown:
+            problems = [
+                f"missing {', '.join(missing)}" if missing else "",
+                f"unknown {', '.join(unknown)}" if unknown else "",
+            ]
+            raise ValueError(
+                f"monitor.thresholds: {'; '.join(part for part in problems if part)}; it needs "
+                f"one threshold per signal: {', '.join(SIGNAL_NAMES)}"
+            )
+        if self.persistence_drifts > self.persistence_runs:
+            raise ValueError(
+                f"monitor.persistence_drifts ({self.persistence_drifts}) exceeds "
+                f"monitor.persistence_runs ({self.persistence_runs}): no run could ever retrain"
+            )
+        if self.min_signals > len(SIGNAL_NAMES):
+            raise ValueError(
+                f"monitor.min_signals ({self.min_signals}) exceeds the {len(SIGNAL_NAMES)} signals"
+            )
+        return self
 
 
 @dataclass(**_SECTION)

@@ -15,6 +15,7 @@ from pmatch.artifacts import (
     EVALUATION_FILE,
     METRICS_FILE,
     PLOTS_FILE,
+    REFERENCE_FILES,
     REFERENCE_SCORES_FILE,
     TEST_PAIRS_FILE,
 )
@@ -170,7 +171,10 @@ def evaluate_model(
 
     With catalog, also canary.csv (canary_pairs test pairs, half matches, with the score
     the candidate gives them from the raw photo and text: the smoke test after deployment
-    must reproduce it) and evaluation.json (the catalogue's data version).
+    must reproduce it), evaluation.json (the catalogue's data version), and monitoring's
+    reference: reference_listings.csv and reference_embeddings.npz (the test split's
+    listings, each photo with its own title, scored from the raw photos, with photo and
+    title statistics and embeddings; pmatch.monitor.reference).
     """
     from pmatch.model.inference import Matcher
 
@@ -192,11 +196,31 @@ def evaluate_model(
     write_error_report(test_pairs, test_scores, metrics, dataset.items, out_dir, catalog)
     # Without the catalogue neither the raw photos nor the data version are known: no
     # canary or evaluation record, and none left from an earlier run (the gate refuses).
-    for name in (CANARY_FILE, EVALUATION_FILE):
+    for name in (CANARY_FILE, EVALUATION_FILE, *REFERENCE_FILES):
         (out_dir / name).unlink(missing_ok=True)
     if catalog is not None:
         from pmatch.catalog.version import catalog_version
+        from pmatch.features.store import open_default_store
+        from pmatch.monitor.reference import describe_listings, write_reference
 
+        data_version = catalog_version(catalog)
+        # Monitoring's reference: the test split's listings as production sees them.
+        from pmatch.catalog.format import read_catalog
+
+        test_keys = set(dataset.items.loc[dataset.items["split"] == "test", "row_key"])
+        listings = read_catalog(catalog)
+        test_items = listings[listings["row_key"].isin(test_keys)]
+        write_reference(
+            describe_listings(
+                replace(
+                    matcher, threshold=metrics["threshold"], feature_store=open_default_store()
+                ),
+                catalog,
+                test_items,
+            ),
+            data_version,
+            out_dir,
+        )
         canary = canary_scores(
             replace(matcher, threshold=metrics["threshold"]),
             choose_canary(scored, canary_pairs),
@@ -204,7 +228,7 @@ def evaluate_model(
         )
         canary.to_csv(out_dir / CANARY_FILE, index=False)
         record = {
-            "data_version": catalog_version(catalog),
+            "data_version": data_version,
             "catalog": str(catalog),
             "test_pairs": int(len(scored)),
             "test_products": int(scored["product_id"].nunique()),

@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pmatch.config import load_params, load_settings
-from pmatch.monitor import safe_name
+from pmatch.monitor.decide import safe_name
 from pmatch.pipeline import ingest, repro, workspace
 from pmatch.storage import open_registry, s3_settings
 
-BATCHES = ("unshifted", "shifted")
+# The deliveries the main job watches (name, pmatch.sample.shifts shift): one like the
+# catalogue, one with darker photos.
+DELIVERIES = (("unshifted", "none"), ("dark", "dark"))
 
 
 def configure_airflow(root: Path) -> None:
@@ -143,14 +145,21 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
 
         summary["monitor"] = {}
         queued_before = set(queued_runs("pmatch_retrain"))
-        for offset, batch in enumerate(BATCHES):
-            batch_dir = space.sample_dir / "batches" / batch
+        from pmatch.sample.shifts import write_delivery
+
+        for offset, (batch, shift) in enumerate(DELIVERIES):
+            batch_dir = write_delivery(
+                space.root / "data" / "inbox" / batch,
+                shift=shift,
+                listings=params.sample.batch_pairs,
+                seed=params.sample.seed,
+            )
             monitor_run = timed(
                 f"pmatch_monitor ({batch})",
                 run_dag,
                 "pmatch_monitor",
                 run_date + timedelta(seconds=offset),
-                {"batch": str(batch_dir)},
+                {"delivery": str(batch_dir)},
             )
             verdict_path = (
                 space.monitor_dir / batch / safe_name(monitor_run["run_id"]) / "verdict.json"
@@ -187,10 +196,10 @@ def format_summary(summary: dict, root: Path) -> str:
     for batch, result in summary["monitor"].items():
         verdict = result["verdict"]
         if verdict:
+            state = {True: "DRIFT", False: "no drift"}.get(verdict.get("drift"), "no verdict")
             lines.append(
-                f"drift ({batch:<9}) {'DRIFT' if verdict['drift'] else 'no drift'}: {verdict['method']} "
-                f"{verdict['drift_score']:.3f} vs threshold {verdict['threshold']}, mean score "
-                f"{verdict['current_mean_score']:.3f} (reference {verdict['reference_mean_score']:.3f})"
+                f"drift ({batch:<9}) {state}: fired {', '.join(verdict['fired']) or 'none'} of "
+                f"{len(verdict['signals'])} signals; next step: {verdict['next_step']}"
             )
         else:
             lines.append(f"drift ({batch:<9}) no verdict: monitor run {result['run']['state']}")

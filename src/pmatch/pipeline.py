@@ -404,6 +404,7 @@ def _version_files(space: Workspace, params):
         GATE_FILE,
         METRICS_FILE,
         PLOTS_FILE,
+        REFERENCE_FILES,
         REFERENCE_SCORES_FILE,
     )
     from pmatch.catalog.format import resolve_image
@@ -414,6 +415,7 @@ def _version_files(space: Workspace, params):
         **model_files(space.model_dir),
         METRICS_FILE: evaluate_dir / METRICS_FILE,
         REFERENCE_SCORES_FILE: evaluate_dir / REFERENCE_SCORES_FILE,
+        **{name: evaluate_dir / name for name in REFERENCE_FILES},
         EVALUATION_FILE: evaluate_dir / EVALUATION_FILE,
         "params.yaml": space.params,
         GATE_FILE: space.gate_file,
@@ -473,59 +475,110 @@ def _smoke_in_fresh_process(root: Path, version: str, endpoint_url: str) -> str 
 
 
 def monitor(
-    batch_dir: str | Path,
+    delivery: str | Path,
     run_id: str,
     project_dir: str | Path | None = None,
     run_date: str | None = None,
 ) -> dict:
-    """Scores a batch with the production model and writes the Evidently drift report,
-    locally and to S3, then the drift history of every run in S3 (history.html, .csv, .png
-    under monitoring/ and in the local monitor folder). run_date: the run's logical date.
-    Returns the verdict (drift or not, score, report and history locations)."""
-    from pmatch.artifacts import HISTORY_HTML
+    """Watches one delivery: scores its listings with the production model, compares them
+    with that model's reference (pmatch.monitor.signals), decides (pmatch.monitor.decide)
+    and writes scores.csv, the Evidently report (drift.html, drift.json) and verdict.json
+    under reports/monitor/<delivery>/<run id>/ and in S3 under monitoring/.
+
+    delivery: a delivery folder (catalog.csv and its photos, optional label column).
+    run_date: the run's date (ISO; default now, at the command line): persistence and
+    cooldown are read against it. Returns the verdict (see docs/design.md, Monitoring).
+    """
+    from pmatch.artifacts import (
+        DRIFT_JSON_FILE,
+        DRIFT_REPORT_FILE,
+        METRICS_FILE,
+        SCORES_FILE,
+        VERDICT_FILE,
+    )
+    from pmatch.catalog.format import read_catalog
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
-    from pmatch.monitor import (
-        drift_history,
-        monitor_batch,
-        safe_name,
-        write_drift_history,
-    )
+    from pmatch.monitor.decide import decide, safe_name
+    from pmatch.monitor.reference import describe_listings, load_reference
+    from pmatch.monitor.signals import compute_signals, labelled_rows, write_report
 
     space = workspace(project_dir)
     params = load_params(space.params)
-    batch_dir = space.resolve(batch_dir)
+    when = _run_date(run_date)
+    if str(delivery).startswith("s3://"):
+        raise ValueError(
+            f"{delivery}: monitoring reads a local delivery folder; copy it locally first "
+            "(S3 deliveries are not read yet)"
+        )
+    folder = space.resolve(delivery)
+    listings_frame = read_catalog(folder)
+    name = safe_name(folder.name)
+    run_dir = space.monitor_dir / name / safe_name(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
     with s3_settings(project_settings(space)) as settings:
         registry = open_registry(settings)
         model_version, model_dir = registry.download_production(space.model_cache)
         matcher = Matcher.load(model_dir, feature_store=open_default_store())
-        verdict = monitor_batch(
-            matcher,
-            model_dir / "reference_scores.csv",
-            batch_dir,
+        reference = load_reference(model_dir)
+        metrics = json.loads((model_dir / METRICS_FILE).read_text())
+        current = describe_listings(matcher, folder, listings_frame)
+        current.frame.to_csv(run_dir / SCORES_FILE, index=False)
+        # Too few listings give no verdict, and signals that would mean nothing.
+        enough = len(current.frame) >= params.monitor.min_listings
+        signals = compute_signals(reference, current, params.monitor, metrics) if enough else {}
+        decision = decide(
+            signals,
+            len(current.frame),
             params.monitor,
-            space.monitor_dir,
+            registry.monitoring_verdicts(),
+            registry.promotion_log(),
             run_id,
-            model_version=model_version,
-            run_date=run_date,
+            when,
+            name,
         )
-        prefix = ("monitoring", safe_name(batch_dir.name), safe_name(run_id))
-        for name in ("drift.html", "drift.json", "scores.csv"):
-            registry.upload_file(Path(verdict["report_html"]).parent / name, *prefix, name)
-        verdict["s3_uri"] = registry.uri(*prefix)
-        verdict["history_html"] = str(space.monitor_dir / HISTORY_HTML)
-        verdict["history_s3_uri"] = registry.uri("monitoring", HISTORY_HTML)
-        verdict_path = Path(verdict["report_html"]).with_name("verdict.json")
-        verdict_path.write_text(json.dumps(verdict, indent=2))
-        registry.upload_file(verdict_path, *prefix, "verdict.json")
-        history = drift_history(registry.monitoring_verdicts())
-        for name, path in write_drift_history(history, space.monitor_dir).items():
-            registry.upload_file(path, "monitoring", name)
+        reports = (DRIFT_REPORT_FILE, DRIFT_JSON_FILE) if enough else ()
+        if enough:
+            write_report(
+                reference,
+                current,
+                params.monitor,
+                signals,
+                run_dir / DRIFT_REPORT_FILE,
+                run_dir / DRIFT_JSON_FILE,
+                title=f"pmatch drift: delivery {name}, run {run_id}, model {model_version}",
+            )
+        prefix = ("monitoring", name, safe_name(run_id))
+        verdict = {
+            "delivery": name,
+            "delivery_uri": str(delivery),
+            "run_id": run_id,
+            "run_date": when,
+            "model_version": model_version,
+            "reference_data_version": reference.data_version,
+            "listings": int(len(current.frame)),
+            "labelled": int(len(labelled_rows(current.frame))),
+            "min_listings": params.monitor.min_listings,
+            **{key: decision[key] for key in ("drift", "reason") if key in decision},
+            "signals": signals,
+            **{key: value for key, value in decision.items() if key not in ("drift", "reason")},
+            "threshold": matcher.threshold,
+            "report_html": str(run_dir / DRIFT_REPORT_FILE) if enough else None,
+            "report_json": str(run_dir / DRIFT_JSON_FILE) if enough else None,
+            "scores_csv": str(run_dir / SCORES_FILE),
+            "s3_uri": registry.uri(*prefix) + "/",
+        }
+        for file_name in (*reports, SCORES_FILE):
+            registry.upload_file(run_dir / file_name, *prefix, file_name)
+        # The verdict goes last: it is what the history and later decisions read.
+        (run_dir / VERDICT_FILE).write_text(json.dumps(verdict, indent=2))
+        registry.upload_file(run_dir / VERDICT_FILE, *prefix, VERDICT_FILE)
+    drift = verdict.get("drift", "none")
     print(
-        f"monitor: batch {batch_dir.name}: drift={verdict['drift']} "
-        f"({verdict['method']} score {verdict['drift_score']:.4f}, threshold {verdict['threshold']}); "
-        f"report {verdict['report_html']}; history of {len(history)} run(s) "
-        f"{verdict['history_html']}",
+        f"monitor: delivery {name}: {verdict['listings']} listings, drift={drift}"
+        f"{' (' + verdict['reason'] + ')' if 'reason' in verdict else ''}, fired "
+        f"{', '.join(verdict['fired']) or 'none'}; next: {verdict['next_step']}; report "
+        f"{verdict['report_html'] or '(none)'}",
         flush=True,
     )
     return verdict
@@ -539,16 +592,12 @@ def project_settings(space: Workspace):
     return dataclasses.replace(settings, project_dir=space.root)
 
 
-def incoming_batch(batch: str | None, run_date: str, project_dir: str | Path | None = None) -> Path:
-    """The batch folder a monitoring run scores: the given one, else INCOMING_DIR/<run_date>."""
-    space = workspace(project_dir)
-    if batch:
-        path = space.resolve(batch)
-    else:
-        path = space.resolve(load_settings().incoming_dir) / run_date
-    if not (path / "pairs.csv").is_file():
-        raise FileNotFoundError(
-            f"{path}: no pairs.csv; put the run's batch there or pass the batch param "
-            "(a folder with pairs.csv and its photos)"
-        )
-    return path
+def delivery_for_run(param: str | None, event_extras: list[dict]) -> str | None:
+    """The delivery a monitoring run watches: the `delivery` param when given, else the
+    `delivery` of the last triggering pmatch_catalog event that names one, else None.
+
+    event_extras: the triggering asset events' extras, oldest first."""
+    if param and str(param).strip():
+        return str(param).strip()
+    named = [str(extra["delivery"]) for extra in event_extras if extra.get("delivery")]
+    return named[-1] if named else None

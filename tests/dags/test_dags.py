@@ -98,14 +98,18 @@ def test_ingest_finds_a_pending_delivery_then_emits_the_catalogue(dag_bag):
     assert "skipped" in dag.doc_md and "pmatch_catalog" in dag.doc_md
 
 
-def test_monitor_triggers_retrain(dag_bag):
+def test_monitor_runs_on_the_catalogue_asset_and_triggers_retrain_when_decided(dag_bag):
     dag = dag_bag.dags["pmatch_monitor"]
     trigger = dag.get_task("trigger_retrain")
     assert trigger.trigger_dag_id == "pmatch_retrain"
-    assert dag.get_task("drift_detected").downstream_task_ids == {"trigger_retrain"}
-    assert "batch" in dag.params
-    assert "reason" in trigger.conf
-    assert dag.schedule == "@daily"
+    assert dag.get_task("retrain_decided").downstream_task_ids == {"trigger_retrain"}
+    assert dag.get_task("find_delivery").downstream_task_ids == {"monitor"}
+    assert "delivery" in dag.params and "batch" not in dag.params
+    # The retrain's reason is the verdict's, which names the signals that fired.
+    assert "retrain_reason" in trigger.conf["reason"]
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["pmatch_catalog"]
+    # Finding the delivery never retries: no delivery is a skip, not a transient failure.
+    assert dag.get_task("find_delivery").retries == 0
 
 
 @pytest.mark.parametrize("name", ["pmatch_retrain.py", "pmatch_monitor.py", "pmatch_ingest.py"])

@@ -53,24 +53,39 @@ def dag_bag():
 
 
 def test_monitor_task_runs_without_a_logical_date(dag_bag, monkeypatch):
-    """The monitor task scores the batch of the run_after day; `ds` is not needed."""
+    """The monitor task dates its verdict by run_after; `ds` is not needed."""
     import pmatch.pipeline
 
     calls = {}
-    monkeypatch.setattr(
-        pmatch.pipeline,
-        "incoming_batch",
-        lambda batch, day: calls.setdefault("incoming_batch", (batch, day)) and f"in/{day}",
-    )
-    monkeypatch.setattr(
-        pmatch.pipeline,
-        "monitor",
-        lambda batch, run_id, run_date: calls.setdefault("monitor", (batch, run_id, run_date)),
-    )
+
+    def monitor(delivery, run_id, run_date):
+        calls["monitor"] = (delivery, run_id, run_date)
+        return {"delivery": "2026-11-04", "drift": False, "retrain": False}
+
+    monkeypatch.setattr(pmatch.pipeline, "monitor", monitor)
     task = dag_bag.dags["pmatch_monitor"].get_task("monitor")
-    task.python_callable(**api_triggered_context(params={"batch": ""}))
-    assert calls["incoming_batch"] == ("", "2026-11-04")
-    assert calls["monitor"] == ("in/2026-11-04", "manual__2026-11-04T09:30:00+00:00", "2026-11-04")
+    result = task.python_callable("data/inbox/2026-11-04", **api_triggered_context())
+    assert calls["monitor"] == (
+        "data/inbox/2026-11-04",
+        "manual__2026-11-04T09:30:00+00:00",
+        "2026-11-04T09:30:00+00:00",
+    )
+    assert result["retrain"] is False
+
+
+def test_monitor_finds_the_delivery_in_the_param_or_the_triggering_asset_event(dag_bag):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    find = dag_bag.dags["pmatch_monitor"].get_task("find_delivery").python_callable
+    event = SimpleNamespace(extra={"delivery": "data/inbox/2026-11-04", "data_version": "v"})
+    events = {Asset(name="pmatch_catalog"): [event]}
+    assert find(params={"delivery": ""}, triggering_asset_events=events) == (
+        "data/inbox/2026-11-04"
+    )
+    assert find(params={"delivery": "here"}, triggering_asset_events=events) == "here"
+    # A scheduled run with no delivery is skipped, not failed.
+    with pytest.raises(AirflowSkipException, match="no delivery"):
+        find(params={"delivery": ""}, triggering_asset_events={})
 
 
 @pytest.mark.parametrize("task_id", ["gate", "deploy"])

@@ -9,7 +9,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -52,17 +51,9 @@ def deployment(retrained, monkeypatch):
     project, _, _ = retrained
     for folder in ("dags", "plugins"):
         shutil.copytree(ROOT / folder, project / folder, dirs_exist_ok=True)
-    # A batch for every day a run may be dated, so the catch-up run that unpausing creates
-    # (dated yesterday) succeeds too instead of holding the only run slot for retries.
-    today = datetime.now(UTC).date()
-    for offset in (-2, -1, 0, 1):
-        day = (today + timedelta(days=offset)).isoformat()
-        shutil.copytree(
-            project / "data/sample/batches/unshifted",
-            project / "incoming" / day,
-            dirs_exist_ok=True,
-        )
-    monkeypatch.setenv("PMATCH_INCOMING_DIR", "incoming")
+    from pmatch.sample.shifts import write_delivery
+
+    write_delivery(project / "data/inbox/rest", shift="none", listings=60, seed=5)
     port = free_port()
     monkeypatch.setenv("AIRFLOW_PORT", str(port))
     monkeypatch.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(free_port()))
@@ -93,7 +84,11 @@ def test_a_run_triggered_without_a_logical_date_succeeds_and_stop_cleans_up(depl
             assert time.monotonic() < deadline, "pmatch_monitor was never parsed"
             time.sleep(2)
     # The REST API's default: no logical date, so the tasks' context has no `ds`.
-    run = api.call("POST", "/api/v2/dags/pmatch_monitor/dagRuns", {"logical_date": None})
+    run = api.call(
+        "POST",
+        "/api/v2/dags/pmatch_monitor/dagRuns",
+        {"logical_date": None, "conf": {"delivery": "data/inbox/rest"}},
+    )
     assert run["logical_date"] is None
     api.call("PATCH", "/api/v2/dags/pmatch_monitor", {"is_paused": False})
     run_path = f"/api/v2/dags/pmatch_monitor/dagRuns/{urllib.parse.quote(run['dag_run_id'])}"
@@ -104,10 +99,11 @@ def test_a_run_triggered_without_a_logical_date_succeeds_and_stop_cleans_up(depl
     states = {each["task_id"]: each["state"] for each in instances}
     assert state == "success", states
     assert states["monitor"] == "success"
-    # Scored the batch of its run_after day, found through PMATCH_INCOMING_DIR.
-    history = (project / "reports/monitor/history.csv").read_text()
-    ours = [line for line in history.splitlines() if run["dag_run_id"] in line]
-    assert ours and ours[0].startswith(run["run_after"][:10]), ours
+    # Dated by run_after: the run has no logical date.
+    verdicts = list((project / "reports/monitor/rest").glob("*/verdict.json"))
+    verdict = json.loads(verdicts[0].read_text())
+    assert verdict["run_id"] == run["dag_run_id"]
+    assert verdict["run_date"].startswith(run["run_after"][:10]), verdict["run_date"]
 
     members = [leader, *leader.children(recursive=True)]
     assert len(members) > 3  # standalone, scheduler, dag-processor, API server, workers...

@@ -1,10 +1,11 @@
-"""pmatch_monitor on an unshifted and a shifted batch, and `pmatch score` on a few pairs."""
+"""`pmatch monitor` and pmatch_monitor on small deliveries, and `pmatch score` on a few pairs."""
 
 from __future__ import annotations
 
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,74 +16,128 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def monitored(retrained):
+def deliveries(retrained):
+    """Small deliveries of products the model never saw, written into the project's inbox."""
+    from pmatch.sample.shifts import write_delivery
+
+    project, _, _ = retrained
+    folders = {
+        name: write_delivery(
+            project / "data/inbox" / name, shift=shift, listings=listings, seed=seed
+        )
+        for name, shift, listings, seed in (
+            ("tiny", "none", 12, 1),
+            ("unshifted", "none", 200, 2),
+            ("dark-1", "dark", 200, 3),
+            ("dark-2", "dark", 200, 4),
+        )
+    }
+    # The darker deliveries come unreviewed: their verdict rests on the other signals.
+    for name in ("dark-1", "dark-2"):
+        catalog = pd.read_csv(folders[name] / "catalog.csv", dtype=str, keep_default_na=False)
+        catalog.assign(label="").to_csv(folders[name] / "catalog.csv", index=False)
+    return folders
+
+
+@pytest.fixture(scope="module")
+def monitored(retrained, deliveries):
+    """pmatch_monitor on two darkened deliveries a day apart, after the cooldown that the
+    retrained fixture's promotion (2026-11-02) started: the first drift waits for
+    persistence, the second (2 of the last 3 runs) starts a retrain."""
     from pmatch.main_job import queued_runs, run_dag
 
     project, _, registry = retrained
     before = set(queued_runs("pmatch_retrain"))
     runs = {}
-    for hour, batch in enumerate(("unshifted", "shifted")):
-        runs[batch] = run_dag(
+    for day, name in enumerate(("dark-1", "dark-2")):
+        runs[name] = run_dag(
             "pmatch_monitor",
-            datetime(2026, 11, 3, hour, tzinfo=UTC),
-            {"batch": f"data/sample/batches/{batch}"},
+            datetime(2026, 11, 6 + day, tzinfo=UTC),
+            {"delivery": str(deliveries[name])},
         )
     triggered = set(queued_runs("pmatch_retrain")) - before
     return project, registry, runs, triggered
 
 
-def test_unshifted_batch_is_not_flagged(monitored):
-    project, _, runs, _ = monitored
-    run_info = runs["unshifted"]
-    assert run_info["tasks"]["monitor"]["state"] == "success"
-    verdict = json.loads(
-        next((project / "reports/monitor/unshifted").glob("*/verdict.json")).read_text()
+def verdict_of(project, delivery: str) -> dict:
+    return json.loads(
+        next((project / "reports/monitor" / delivery).glob("*/verdict.json")).read_text()
     )
-    assert verdict["drift"] is False, verdict
-    # No drift: the retrain trigger is skipped.
-    assert run_info["tasks"]["trigger_retrain"]["state"] == "skipped"
 
 
-def test_shifted_batch_is_flagged_and_triggers_retraining(monitored):
-    project, registry, runs, triggered = monitored
-    run_info = runs["shifted"]
-    verdict = json.loads(
-        next((project / "reports/monitor/shifted").glob("*/verdict.json")).read_text()
+def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, deliveries, params):
+    project, _, _ = retrained
+    minimum = params.monitor.min_listings
+    command = [sys.executable, "-m", "pmatch.cli", "monitor", "--project", str(project)]
+    tiny = json.loads(
+        run(
+            [*command, "--delivery", str(deliveries["tiny"]), "--run-date", "2026-11-20"], project
+        ).stdout
     )
-    assert verdict["drift"] is True, verdict
-    assert verdict["current_mean_score"] < verdict["reference_mean_score"]
-    assert run_info["tasks"]["trigger_retrain"]["state"] == "success"
+    assert "drift" not in tiny
+    assert tiny["reason"] == f"too few listings: 12 < monitor.min_listings {minimum}"
+    assert tiny["retrain"] is False and tiny["report_html"] is None
+
+    verdict = json.loads(
+        run(
+            # Dated after the darker deliveries' runs, so it is not in their persistence window.
+            [*command, "--delivery", str(deliveries["unshifted"]), "--run-date", "2026-11-21"],
+            project,
+        ).stdout
+    )
+    assert isinstance(verdict["drift"], bool) and verdict["retrain"] is False
+    assert verdict["listings"] == 200 and verdict["labelled"] == 200
+    assert verdict["reference_data_version"] and verdict["model_version"]
+    # Every signal, labels included (the generator labels every listing).
+    assert set(verdict["signals"]) == {
+        "score", "below_threshold_share", "photo_brightness", "photo_contrast",
+        "photo_sharpness", "photo_size", "title_length", "title_oov_share", "title_charset",
+        "image_embeddings", "text_embeddings", "labels_f1",
+    }  # fmt: skip
+    report = json.loads(Path(verdict["report_json"]).read_text())
+    assert report["metrics"] and report["tests"]
+    html = Path(verdict["report_html"]).read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and len(html) > 100_000
+    scores = pd.read_csv(verdict["scores_csv"])
+    assert {"score", "below_threshold", "label", "photo_brightness"} <= set(scores.columns)
+
+
+def test_darker_photos_wait_for_persistence_then_retrain_with_a_reason(monitored):
+    project, _, runs, triggered = monitored
+    first, second = verdict_of(project, "dark-1"), verdict_of(project, "dark-2")
+    assert first["signals"]["photo_brightness"]["drift"] is True
+    assert first["drift"] is True, first
+    assert first["retrain"] is False and first["next_step"].startswith("waiting for persistence")
+    assert runs["dark-1"]["tasks"]["trigger_retrain"]["state"] == "skipped"
+    # The Evidently report holds each signal's test; brightness's failed.
+    report = json.loads(Path(first["report_json"]).read_text())
+    failed = [test["name"] for test in report["tests"] if test["status"] == "FAIL"]
+    assert any("photo_brightness" in name for name in failed), failed
+    assert first["labelled"] == 0 and "labels_f1" not in first["signals"]
+    assert second["drift"] is True and second["retrain"] is True, second
+    assert "photo_brightness" in second["retrain_reason"]
+    assert runs["dark-2"]["tasks"]["trigger_retrain"]["state"] == "success"
     assert len(triggered) == 1
+    # The run date is the DAG run's logical date, not the clock's.
+    assert second["run_date"].startswith("2026-11-07")
 
 
 def test_reports_are_saved_locally_and_in_s3(monitored):
     project, registry, _, _ = monitored
-    for batch in ("unshifted", "shifted"):
-        folder = next((project / "reports/monitor" / batch).iterdir())
-        html = (folder / "drift.html").read_text()
-        # Evidently's self-contained report: its scripts and the metric's data are inlined.
-        assert html.lstrip().lower().startswith("<!doctype html") and len(html) > 100_000
-        assert "ValueDrift" in (folder / "drift.json").read_text()
-        assert json.loads((folder / "drift.json").read_text())["metrics"]
-        verdict = json.loads((folder / "verdict.json").read_text())
-        bucket, _, prefix = verdict["s3_uri"].removeprefix("s3://").partition("/")
-        listing = registry.client.list_objects_v2(Bucket=bucket, Prefix=prefix + "/")
-        names = {item["Key"].rsplit("/", 1)[-1] for item in listing["Contents"]}
-        assert names == {"drift.html", "drift.json", "verdict.json", "scores.csv"}
+    verdict = verdict_of(project, "dark-1")
+    bucket, _, prefix = verdict["s3_uri"].removeprefix("s3://").partition("/")
+    listing = registry.client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    names = {item["Key"].rsplit("/", 1)[-1] for item in listing["Contents"]}
+    assert names == {"drift.html", "drift.json", "verdict.json", "scores.csv"}
 
 
-def test_drift_history_lists_both_runs_locally_and_in_s3(monitored):
-    project, registry, runs, _ = monitored
-    history = pd.read_csv(project / "reports/monitor/history.csv", keep_default_na=False)
-    ours = history[history["run_id"].isin([run["run_id"] for run in runs.values()])]
-    assert ours.set_index("batch")["drift"].to_dict() == {"unshifted": False, "shifted": True}
-    # The run date is the DAG run's logical date, not the clock's.
-    assert set(ours["run_date"]) == {"2026-11-03"}
-    for report in ours["report"]:
-        assert (project / "reports/monitor" / report).is_file()
-    assert "flagged as drift" in (project / "reports/monitor/history.html").read_text()
-    for name in ("history.html", "history.csv", "history.png"):
-        registry.client.head_object(Bucket=registry.bucket, Key=registry.key("monitoring", name))
+def test_a_run_without_a_delivery_is_skipped_not_failed(retrained):
+    from pmatch.main_job import run_dag
+
+    run_info = run_dag("pmatch_monitor", datetime(2026, 11, 8, tzinfo=UTC))
+    assert run_info["tasks"]["find_delivery"]["state"] == "skipped"
+    assert run_info["tasks"]["monitor"]["state"] == "skipped"
+    assert run_info["state"] == "success"
 
 
 def test_score_cli_with_production_model(retrained, tmp_path):

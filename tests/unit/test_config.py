@@ -170,7 +170,16 @@ def test_a_boolean_is_rejected_for_a_number(raw, key):
         ({"gate": {"bootstrap_resamples": 10}}, "gate.bootstrap_resamples must be in [100, "),
         ({"gate": {"canary_pairs": 0}}, "gate.canary_pairs must be in [1, 64], got 0"),
         ({"gate": {"smoke_tolerance": 0}}, "gate.smoke_tolerance must be positive, got 0"),
-        ({"monitor": {"drift_threshold": 0}}, "monitor.drift_threshold must be positive, got 0"),
+        ({"monitor": {"min_listings": 0}}, "monitor.min_listings must be at least 1, got 0"),
+        ({"monitor": {"max_f1_drop": 2}}, "monitor.max_f1_drop must be in [0, 1], got 2"),
+        (
+            {"monitor": {"persistence_runs": 2, "persistence_drifts": 3}},
+            "monitor.persistence_drifts (3) exceeds monitor.persistence_runs (2)",
+        ),
+        (
+            {"monitor": {"thresholds": {"score": 0.1}}},
+            "monitor.thresholds: missing below_threshold_share",
+        ),
         ({"monitor": {"drift_method": "kss"}}, "monitor.drift_method must be 'wasserstein', "),
         (
             {"train": {"colour_negatives": 1.5}},

@@ -1,8 +1,7 @@
-"""Tests for scoring pair files (pmatch.score) and the Evidently drift report on match scores."""
+"""Tests for scoring pair files (pmatch.score)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +9,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pmatch.monitor import (
-    drift_history,
-    drift_report,
-    monitor_batch,
-    safe_name,
-    write_drift_history,
-)
 from pmatch.score import PairsFileError, score_pairs_file
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
@@ -200,148 +192,3 @@ def test_a_pairs_file_without_rows_says_so(tmp_path):
 
     with pytest.raises(PairsFileError, match="no rows to score"):
         score_pairs_file(ColourMatcher(), pairs, tmp_path / "scores.csv")
-
-
-# drift_report ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def scores() -> tuple[np.ndarray, np.ndarray]:
-    # Evidently's normed Wasserstein distance between two 400/300-value samples of one
-    # distribution is often near the 0.1 threshold by chance; this seed gives a clear 0.04.
-    rng = np.random.default_rng(13)
-    return rng.beta(2, 5, 400), rng.beta(2, 5, 300)
-
-
-def test_same_distribution_is_not_drift_and_the_reports_are_written(tmp_path, scores, params):
-    reference, current = scores
-    html_path = tmp_path / "reports" / "drift.html"
-    json_path = tmp_path / "reports" / "drift.json"
-
-    verdict = drift_report(
-        reference,
-        current,
-        0.5,
-        params.monitor,
-        html_path,
-        json_path,
-        title="pmatch score drift: unshifted",
-    )
-
-    assert verdict.drift is False
-    assert verdict.drift_score < verdict.threshold == params.monitor.drift_threshold
-    assert verdict.method == "wasserstein"
-    assert (verdict.reference_pairs, verdict.current_pairs) == (400, 300)
-    assert verdict.current_match_rate == round(float(np.mean(current >= 0.5)), 6)
-    assert html_path.stat().st_size > 10_000
-    assert "<html" in html_path.read_text(errors="replace").lower()
-    assert json.loads(json_path.read_text())
-    assert json.dumps(verdict.to_dict())
-
-
-def test_shifted_scores_are_drift(tmp_path, scores, params):
-    reference, current = scores
-
-    verdict = drift_report(
-        reference,
-        current * 0.5,
-        0.5,
-        params.monitor,
-        tmp_path / "drift.html",
-        tmp_path / "drift.json",
-        title="pmatch score drift: shifted",
-    )
-
-    assert verdict.drift is True
-    assert verdict.drift_score > verdict.threshold
-    assert verdict.current_mean_score < verdict.reference_mean_score
-    assert verdict.to_dict()["drift"] is True
-    assert (tmp_path / "drift.html").stat().st_size > 10_000
-    assert (tmp_path / "drift.json").is_file()
-
-
-# drift history --------------------------------------------------------------------------------
-
-
-def test_drift_history_lists_every_run_by_date_and_links_its_report(tmp_path, params):
-    mixed = [
-        {"image_path": "images/red.png", "text": "Red tee"},
-        {"image_path": "images/red.png", "text": "Blue tee"},
-        {"image_path": "images/blue.png", "text": "Green bag"},
-    ] * 10
-    matches = [{"image_path": f"images/{name}.png", "text": f"{name} tee"} for name in COLOURS]
-    write_batch(tmp_path / "incoming" / "steady", mixed)
-    write_batch(tmp_path / "incoming" / "shifted", matches * 10)
-    # The reference is the steady mix's own scores: a match scores 1 with the colour stand-in,
-    # a non-match about 0.2, so a batch of matches only has drifted and the mix has not.
-    reference = tmp_path / "reference_scores.csv"
-    score_pairs_file(ColourMatcher(), tmp_path / "incoming" / "steady" / "pairs.csv", reference)
-    reports = tmp_path / "reports" / "monitor"
-    runs = [
-        ("shifted", "scheduled__2026-11-04", "2026-11-04"),
-        ("steady", "scheduled__2026-11-03", "2026-11-03"),
-        ("steady", "manual", None),
-    ]
-    verdicts = [
-        monitor_batch(
-            ColourMatcher(),
-            reference,
-            tmp_path / "incoming" / batch,
-            params.monitor,
-            reports,
-            run_id,
-            model_version="v1",
-            run_date=run_date,
-        )
-        for batch, run_id, run_date in runs
-    ]
-
-    history = drift_history(verdicts)
-    paths = write_drift_history(history, reports)
-
-    # Oldest first; the run saved without a date comes last.
-    assert list(zip(history["run_date"], history["batch"], strict=True)) == [
-        ("2026-11-03", "steady"),
-        ("2026-11-04", "shifted"),
-        ("", "steady"),
-    ]
-    assert history["drift"].tolist() == [False, True, False]
-    for report in history["report"]:
-        assert (reports / report).is_file()
-    assert pd.read_csv(paths["history.csv"])["run_id"].tolist() == history["run_id"].tolist()
-    assert paths["history.png"].read_bytes().startswith(b"\x89PNG")
-    page = paths["history.html"].read_text()
-    assert "3 monitoring run(s), 1 flagged as drift" in page
-    # Newest first on the page, each row linking its Evidently report.
-    assert page.index("2026-11-04") < page.index("2026-11-03")
-    assert 'href="shifted/scheduled__2026-11-04/drift.html"' in page
-
-
-def test_an_empty_drift_history_still_writes_its_files(tmp_path):
-    paths = write_drift_history(drift_history([]), tmp_path)
-
-    assert "0 monitoring run(s), 0 flagged as drift" in paths["history.html"].read_text()
-    assert pd.read_csv(paths["history.csv"]).empty
-
-
-# safe_name ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("unshifted", "unshifted"),
-        ("manual__2024-05-01T10:00:00+00:00", "manual__2024-05-01T10_00_00_00_00"),
-        ("batch 1/run#2", "batch_1_run_2"),
-        ("../../etc/passwd", ".._.._etc_passwd"),
-        ("///", "run"),
-        ("", "run"),
-    ],
-)
-def test_safe_name(text, expected):
-    assert safe_name(text) == expected
-
-
-@pytest.mark.parametrize("text", [".", ".."])
-def test_safe_name_never_names_the_current_or_parent_folder(text):
-    assert safe_name(text) not in {".", ".."}

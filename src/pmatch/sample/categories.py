@@ -10,6 +10,8 @@ from types import MappingProxyType
 import yaml
 
 CATEGORIES_FILE = "categories.yaml"
+# Kinds of product the sample catalogue never has: deliveries with new categories draw them.
+NEW_CATEGORIES_FILE = "new_categories.yaml"
 LAYERS = ("body", "shade", "neutral")
 # What each kind of shape needs besides its layer and kind.
 SHAPE_FIELDS = {
@@ -68,22 +70,26 @@ class Category:
     shapes: tuple[Shape, ...]
 
 
-@lru_cache(maxsize=1)
-def load_categories() -> MappingProxyType[str, Category]:
-    """The categories of categories.yaml by key, in file order; the file is read once."""
-    text = resources.files(__package__).joinpath(CATEGORIES_FILE).read_text(encoding="utf-8")
-    return MappingProxyType(parse_categories(yaml.safe_load(text)))
+@lru_cache(maxsize=2)
+def load_categories(file_name: str = CATEGORIES_FILE) -> MappingProxyType[str, Category]:
+    """The categories of a file in this folder (categories.yaml, or NEW_CATEGORIES_FILE) by
+    key, in file order; each file is read once."""
+    text = resources.files(__package__).joinpath(file_name).read_text(encoding="utf-8")
+    return MappingProxyType(parse_categories(yaml.safe_load(text), file_name))
 
 
-def parse_categories(table: object) -> dict[str, Category]:
-    """Typed categories from the parsed YAML table; ValueError names the first bad entry."""
+def parse_categories(table: object, file_name: str = CATEGORIES_FILE) -> dict[str, Category]:
+    """Typed categories from the parsed YAML table; ValueError names the file and the first
+    bad entry."""
     if not isinstance(table, dict) or not table:
-        raise ValueError(f"{CATEGORIES_FILE}: expected a mapping of category keys to categories")
-    return {key: _parse_category(key, entry) for key, entry in table.items()}
+        raise ValueError(f"{file_name}: expected a mapping of category keys to categories")
+    return {
+        key: _parse_category(f"{file_name}: category {key!r}", entry)
+        for key, entry in table.items()
+    }
 
 
-def _parse_category(key: str, entry: object) -> Category:
-    where = f"{CATEGORIES_FILE}: category {key!r}"
+def _parse_category(where: str, entry: object) -> Category:
     fields = ("path", "nouns", "sizes", "features", "soft", "neutral", "shapes")
     _check_keys(where, entry, fields)
     for name in ("nouns", "sizes", "features"):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from pmatch.sample.categories import load_categories
+from pmatch.sample.categories import Category, load_categories
 from pmatch.sample.words import (
     BRANDS,
     COLOUR_WORDS,
@@ -75,31 +76,45 @@ def catalog_record(row: PlannedRow) -> dict:
     return {column: getattr(row, column) for column in CATALOG_COLUMNS}
 
 
-def plan_rows(seed: int, stream: int, prefix: str, count: int, shifted: bool) -> list[PlannedRow]:
+def plan_rows(
+    seed: int,
+    stream: int,
+    prefix: str,
+    count: int,
+    shifted: bool,
+    categories: Mapping[str, Category] | None = None,
+    first_index: int = 0,
+) -> list[PlannedRow]:
     """The rows of `count` products; each product draws from its own generator.
 
     stream: which seed-sequence stream (CATALOG_STREAM, UNSHIFTED_STREAM, SHIFTED_STREAM).
     prefix: the product_id's letter, P for the catalogue and B or S for the batches.
     shifted: draw the shifted batch's new colours, camera problems and noisy titles.
+    categories: the kinds of product to draw from; None means categories.yaml.
+    first_index: the index of the first product (product_id numbers start one above it).
 
     Keying every product by (seed, stream, index) keeps product i identical however many
     products follow it, which lets a batch grow until it has enough pairs.
     """
-    width = max(4, len(str(count)))
+    if categories is None:
+        categories = load_categories()
+    width = max(4, len(str(first_index + count)))
     rows: list[PlannedRow] = []
-    for index in range(count):
+    for index in range(first_index, first_index + count):
         rng = np.random.default_rng([seed, stream, index])
-        rows.extend(
-            _plan_product(rng, f"{prefix}{index + 1:0{width}d}", (seed, stream, index), shifted)
-        )
+        product_id = f"{prefix}{index + 1:0{width}d}"
+        rows.extend(_plan_product(rng, product_id, (seed, stream, index), shifted, categories))
     return rows
 
 
 def _plan_product(
-    rng: np.random.Generator, product_id: str, key: tuple[int, ...], shifted: bool
+    rng: np.random.Generator,
+    product_id: str,
+    key: tuple[int, ...],
+    shifted: bool,
+    categories: Mapping[str, Category],
 ) -> list[PlannedRow]:
     """One product's rows: shared name, description, pattern and material; a colour each."""
-    categories = load_categories()
     category_key = _pick(rng, tuple(categories))
     category = categories[category_key]
     brand = _pick(rng, BRANDS)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import cache, lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pmatch.sample.categories import LAYERS, Shape, load_categories
+from pmatch.sample.categories import LAYERS, Category, Shape, load_categories
 from pmatch.sample.words import MATERIALS, PATTERNS
 
 IMAGE_SIZE = 96
@@ -37,14 +38,17 @@ def draw_photo(
     rng: np.random.Generator,
     dark: bool = False,
     blur: bool = False,
+    categories: Mapping[str, Category] | None = None,
 ) -> Image.Image:
     """A 96x96 RGB product photo: the category's silhouette in colour, pattern and material.
 
     rng: varies position, scale, rotation, backdrop and lighting; the same state gives the
         same photo.
     dark, blur: the shifted batch's camera problems (brightness x0.35-0.55, Gaussian blur).
+    categories: where category_key is looked up; None means categories.yaml.
     """
-    categories = load_categories()
+    if categories is None:
+        categories = load_categories()
     if category_key not in categories:
         raise ValueError(
             f"draw_photo: unknown category {category_key!r}; use one of {tuple(categories)}"
@@ -57,7 +61,7 @@ def draw_photo(
     category = categories[category_key]
     size = DRAW_SIZE
     colour_array = np.array(colour, dtype=np.float32)
-    body, shade, neutral, rim = _category_masks(category_key)
+    body, shade, neutral, rim = _category_masks(category)
 
     texture = _pattern_texture(colour_array, pattern, rng, size)
     texture = _apply_material(texture, material, rng, size)
@@ -92,12 +96,12 @@ def draw_photo(
 
 
 @cache
-def _category_masks(category_key: str) -> tuple[np.ndarray, ...]:
+def _category_masks(category: Category) -> tuple[np.ndarray, ...]:
     """The body, shade and neutral masks of a category, and the rim around all three.
 
     The silhouette of a category never changes, so it is drawn once per process.
     """
-    body, shade, neutral = _draw_layers(load_categories()[category_key].shapes, DRAW_SIZE)
+    body, shade, neutral = _draw_layers(category.shapes, DRAW_SIZE)
     silhouette = np.maximum(np.maximum(body, shade), neutral)
     # A dark rim keeps white objects readable on light backdrops and black ones on dark.
     rim = np.asarray(Image.fromarray(silhouette).filter(ImageFilter.MaxFilter(5)))

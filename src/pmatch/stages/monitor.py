@@ -1,4 +1,4 @@
-"""`pmatch monitor`: scores an incoming batch with production and reports score drift."""
+"""`pmatch monitor`: watches one delivery with the production model and prints its verdict."""
 
 from __future__ import annotations
 
@@ -8,22 +8,25 @@ from pmatch.stages.common import print_json
 
 
 def run_date(text: str) -> str:
-    """A --run-date value: an ISO date (YYYY-MM-DD), returned as given."""
+    """A --run-date value: an ISO date or time (YYYY-MM-DD[THH:MM[:SS]][+00:00]), as given."""
     import argparse
-    from datetime import date
+    from datetime import datetime
 
     try:
-        date.fromisoformat(text)
+        datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date; give the run's date as YYYY-MM-DD"
+            f"{text!r} is not a date; give the run's date as YYYY-MM-DD (or an ISO time)"
         ) from None
     return text
 
 
 def add_arguments(parser) -> None:
     parser.add_argument(
-        "--batch", type=Path, required=True, help="batch folder with pairs.csv and its photos"
+        "--delivery",
+        type=Path,
+        required=True,
+        help="delivery folder: catalog.csv (optional label column: 1 match, 0 not) and its photos",
     )
     parser.add_argument(
         "--run-id", default="manual", help="names the report folder (default: manual)"
@@ -31,13 +34,19 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--run-date",
         type=run_date,
-        help="the run's date (YYYY-MM-DD) for the drift history (default: none; such runs "
-        "are listed after the dated ones)",
+        help="the run's date (YYYY-MM-DD), against which persistence and cooldown are read "
+        "(default: now)",
     )
     parser.add_argument("--project", help="project folder (default: PMATCH_PROJECT_DIR or .)")
 
 
 def run(args) -> None:
+    import contextlib
+    import sys
+
     from pmatch.pipeline import monitor
 
-    print_json(monitor(args.batch, args.run_id, args.project, run_date=args.run_date))
+    # The pipeline's progress lines go to stderr: stdout holds the verdict's JSON alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        verdict = monitor(args.delivery, args.run_id, args.project, run_date=args.run_date)
+    print_json(verdict)
