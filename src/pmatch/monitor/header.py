@@ -185,24 +185,30 @@ def _density_plot(
         if both.size == 0:
             axis.set_title(f"{label}: no values", fontsize=9)
             continue
-        low, high = float(both.min()), float(both.max())
-        if column == "score":
-            low, high = 0.0, 1.0
+        low, high = (0.0, 1.0) if column == "score" else (float(both.min()), float(both.max()))
         bins = np.linspace(low, high if high > low else low + 1.0, HISTOGRAM_BINS + 1)
-        axis.hist(before, bins=bins, density=True, alpha=0.45, color="tab:gray")
-        axis.hist(after, bins=bins, density=True, histtype="step", linewidth=1.8, color="tab:red")
-        axis.set_title(f"{label}", fontsize=9)
+        axis.hist(
+            before,
+            bins=bins,
+            density=True,
+            alpha=0.45,
+            color="tab:gray",
+            label=f"reference ({before.size})",
+        )
+        axis.hist(
+            after,
+            bins=bins,
+            density=True,
+            histtype="step",
+            linewidth=1.8,
+            color="tab:red",
+            label=f"delivery ({after.size})",
+        )
+        axis.set_title(label, fontsize=9)
         axis.set_yticks([])
         if column == "score" and threshold is not None:
             axis.axvline(float(threshold), color="black", linestyle="--", linewidth=1)
-    axes[0][0].legend(
-        [
-            f"reference ({len(reference)})",
-            f"delivery ({len(current)})",
-        ],
-        fontsize=7,
-        loc="upper left",
-    )
+    axes[0][0].legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)

@@ -252,7 +252,7 @@ def _page_row(run) -> dict:
     if not pd.isna(run.labelled) and run.labelled:
         listings += f" ({int(run.labelled)} labelled)"
     return {
-        "run_date": run.run_date or "-",
+        "run_date": _short_date(run.run_date),
         "run_id": run.run_id,
         "delivery": run.delivery,
         "model_version": str(run.model_version or "-"),
@@ -266,6 +266,14 @@ def _page_row(run) -> dict:
         "report": run.report,
         "suspects": run.suspects,
     }
+
+
+def _short_date(value) -> str:
+    """A run date as people read it: YYYY-MM-DD, with HH:MM (UTC) unless midnight."""
+    stamp = _timestamp(value)
+    if stamp is None:
+        return str(value or "-")
+    return stamp.strftime("%Y-%m-%d" if stamp == stamp.normalize() else "%Y-%m-%d %H:%M UTC")
 
 
 def _plot_history(history: pd.DataFrame, deploys: list[dict], path: Path) -> None:
