@@ -172,3 +172,13 @@ def test_refuses_to_replace_a_folder_that_is_not_a_delivery(tmp_path):
     with pytest.raises(ValueError, match="not empty and has no catalog.csv"):
         write_delivery(tmp_path, shift="none", listings=10, seed=1)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("shift", ["none", "new_categories"])
+def test_deliveries_meet_the_catalogue_contract(deliveries, tmp_path, params, shift):
+    """Listings that are not genuine name another product's photo file, which the contract
+    allows (one file named by several products), rather than a copy it would refuse."""
+    from pmatch.validate.contract import validate_catalog
+
+    outcome = validate_catalog(deliveries[shift], params.validate, tmp_path / "validation")
+    assert outcome.success, outcome.failed
