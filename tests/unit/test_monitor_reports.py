@@ -61,6 +61,7 @@ def make_verdict(day: int, **changes) -> dict:
         "next_step": "retrain started",
         "threshold": 0.5,
         "suspects_html": "suspects.html",
+        "report_html": "drift.html",
         "s3_uri": f"s3://pmatch/pmatch/monitoring/{date}/scheduled__{date}/",
     }
     verdict.update(changes)
@@ -192,11 +193,16 @@ def test_history_orders_runs_in_time_and_links_retrains_to_their_deploys(tmp_pat
         "report_html": "reports/monitor/unshifted/manual__old/drift.html",
     }
     verdicts = [
-        quiet(10),
+        quiet(10, report_html=None),  # too few listings: no report to link
         make_verdict(8),  # retrain: deployed the same day
         make_verdict(9, run_id="manual__b"),  # two runs on the 9th, ordered by run id
         quiet(9, run_id="manual__a"),
-        make_verdict(10, run_id="manual__late", retrain=True),  # retrain: nothing deployed
+        # A retrain that deployed nothing.
+        make_verdict(
+            10,
+            run_id="manual__late",
+            s3_uri="s3://pmatch/pmatch/monitoring/2026-01-10/manual__late/",
+        ),
         old_format,
     ]
     promotions = [
@@ -243,6 +249,7 @@ def test_history_orders_runs_in_time_and_links_retrains_to_their_deploys(tmp_pat
     assert 'href="2026-01-08/scheduled__2026-01-08/drift.html"' in page
     assert 'href="2026-01-08/scheduled__2026-01-08/suspects.html"' in page
     assert 'href="unshifted/manual__old/drift.html"' in page
+    assert 'href="2026-01-10/scheduled__2026-01-10/drift.html"' not in page
     assert paths["history.png"].stat().st_size > 10_000
     assert len(pd.read_csv(paths["history.csv"])) == len(verdicts)
 

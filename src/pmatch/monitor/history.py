@@ -157,7 +157,8 @@ def _run_row(verdict: dict) -> dict:
         "retrain": bool(verdict.get("retrain", verdict.get("drift", False))),
         "retrain_reason": verdict.get("retrain_reason") or "",
         "next_step": verdict.get("next_step") or "",
-        "report": f"{folder}/drift.html" if folder else "",
+        # A run with too few listings writes no report (report_html is null).
+        "report": f"{folder}/drift.html" if folder and verdict.get("report_html") else "",
         "suspects": f"{folder}/suspects.html" if folder and verdict.get("suspects_html") else "",
         "_time": _timestamp(verdict.get("run_date")),
     }
