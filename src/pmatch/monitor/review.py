@@ -92,12 +92,27 @@ def write_suspects_page(
                 "more": len(suspects) - len(shown),
             }
         )
-    sections.sort(key=lambda section: (section["run_date"], section["delivery"]), reverse=True)
+    # Two stable sorts: by run date, newest first, and within one date by delivery name.
+    sections.sort(key=lambda section: section["delivery"], reverse=True)
+    sections.sort(key=_newest_first)
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
     page = render_page("suspects.html.j2", sections=sections, shown=SUSPECTS_SHOWN)
     out_html.write_text(page, encoding="utf-8")
     return out_html
+
+
+def _newest_first(section: dict) -> tuple[bool, float]:
+    """Sort key: the latest run date first, runs without a readable one last."""
+    try:
+        stamp = pd.Timestamp(section["run_date"]) if section["run_date"] else None
+    except ValueError:
+        stamp = None
+    if stamp is None:
+        return (True, 0.0)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return (False, -stamp.timestamp())
 
 
 def _page_row(row, delivery_dir: Path) -> dict:
