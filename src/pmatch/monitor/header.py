@@ -206,6 +206,9 @@ def _density_plot(
         )
         axis.set_title(label, fontsize=9)
         axis.set_yticks([])
+        # Few ticks, so small values (sharpness near 0.01) do not run into each other.
+        axis.locator_params(axis="x", nbins=5)
+        axis.tick_params(labelsize=8)
         if column == "score" and threshold is not None:
             axis.axvline(float(threshold), color="black", linestyle="--", linewidth=1)
     axes[0][0].legend(fontsize=7, loc="upper left")
