@@ -351,6 +351,14 @@ def test_reports_added_to_the_workspace_read_back_once_per_run(evidently_run, tm
     assert json.loads(runs[0]["metadata"]["listings"]) == 360
     assert runs[0]["timestamp"] == pd.Timestamp("2026-01-08").to_pydatetime()
     assert runs[0]["metrics"] >= 1
+    # The dashboard plots the report's metric over the runs: one panel, added once.
+    from evidently.ui.workspace import Workspace
+
+    from pmatch.monitor.workspace import project_id
+
+    dashboard = Workspace(str(workspace)).get_dashboard(project_id())
+    assert [panel.title for panel in dashboard.panels] == ["Value drift for score"]
+    assert [tab.title for tab in dashboard.tabs] == ["Signals"]
 
 
 def test_workspace_refuses_results_json(evidently_run, tmp_path):

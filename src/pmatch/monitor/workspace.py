@@ -19,6 +19,10 @@ PROJECT_DESCRIPTION = (
 # Ids come from names, so a retry of a run replaces its report instead of adding a second,
 # and two processes opening the workspace at once find one project.
 _NAMESPACE = uuid.UUID("8f0b6c1e-3d47-5a2e-9c1b-7d5e0f2a4b61")
+# The dashboard tab of one line panel per metric of the reports (each signal over time).
+DASHBOARD_TAB = "Signals"
+# A report metric's parameters that tell its panels apart.
+PANEL_LABELS = ("column", "embeddings_name")
 # The verdict's keys kept in a run's metadata (Evidently keeps strings there).
 METADATA_KEYS = (
     "delivery",
@@ -107,7 +111,36 @@ def add_report(
     # Workspace.add_run names each run with a fresh random id; writing the run under an id
     # from its name (as add_run does, through the same local state) makes a retry replace it.
     workspace.state.write_snapshot(project.id, snapshot_id, model)
+    add_panels(project, model)
     return snapshot_id
+
+
+def add_panels(project, model) -> list[str]:
+    """Adds to the project's dashboard (tab DASHBOARD_TAB) a line panel for each metric of
+    the report model (a SnapshotModel) that it lacks, so the UI plots every signal over the
+    runs. Returns the titles of the panels added."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    existing = {panel.title for panel in project.dashboard.model().panels}
+    added = []
+    for result in model.metric_results.values():
+        location = getattr(result, "metric_value_location", None)
+        params = dict(getattr(getattr(location, "metric", None), "params", None) or {})
+        metric_type = params.pop("type", None)
+        labels = {key: str(params[key]) for key in PANEL_LABELS if key in params}
+        title = getattr(result, "display_name", None) or metric_type
+        if metric_type is None or not labels or title in existing:
+            continue
+        panel = line_plot_panel(
+            title=title,
+            values=[PanelMetric(legend=title, metric=metric_type, metric_labels=labels)],
+            size="half",
+        )
+        project.dashboard.add_panel(panel, tab=DASHBOARD_TAB)
+        existing.add(title)
+        added.append(title)
+    return added
 
 
 def workspace_runs(workspace_dir: str | Path = WORKSPACE_DIR) -> list[dict]:
