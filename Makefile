@@ -12,6 +12,8 @@ export DO_NOT_TRACK := 1
 export UV_SYSTEM_CERTS := 1
 
 .DEFAULT_GOAL := help
+# The port of `make monitor-ui` (Evidently's UI).
+MONITOR_UI_PORT ?= 8000
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +63,10 @@ airflow: setup ## Airflow (standalone) and the S3 server in the background; AIRF
 airflow-stop: ## stop everything `make airflow` started and free its ports
 	$(BIN)/python -m pmatch.airflow_local stop
 
+monitor-ui: setup ## Evidently's UI on every monitoring run's report; MONITOR_UI_PORT=8000
+	mkdir -p .pmatch/evidently
+	$(BIN)/evidently ui --workspace .pmatch/evidently --port $(MONITOR_UI_PORT)
+
 lint: setup ## ruff
 	$(BIN)/ruff check src dags plugins tests benchmarks
 	$(BIN)/ruff format --check src dags plugins tests benchmarks
@@ -71,4 +77,4 @@ lock: ## re-resolve requirements/base.in into the pinned lock file
 clean: ## remove pipeline outputs and run state (keeps the venv)
 	rm -rf data models reports .airflow .pmatch
 
-.PHONY: help setup run test test-fast test-integration repro airflow airflow-stop lint lock clean
+.PHONY: help setup run test test-fast test-integration repro airflow airflow-stop monitor-ui lint lock clean

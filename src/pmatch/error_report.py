@@ -119,7 +119,7 @@ def _page_row(row, catalog: str | Path | None) -> dict:
     """What errors.html shows of one misjudged pair (a misjudged_pairs row)."""
     text = row.text if len(row.text) <= TEXT_SHOWN else row.text[: TEXT_SHOWN - 1] + "…"
     return {
-        "thumbnail": _thumbnail(catalog, row.image_path),
+        "thumbnail": photo_thumbnail(catalog, row.image_path),
         "image_path": row.image_path,
         "score": row.score,
         "text": text,
@@ -129,7 +129,7 @@ def _page_row(row, catalog: str | Path | None) -> dict:
     }
 
 
-def _thumbnail(catalog: str | Path | None, image_path: str) -> str | None:
+def photo_thumbnail(catalog: str | Path | None, image_path: str) -> str | None:
     """The photo as a base64 JPEG thumbnail, inlined so the page stands alone; None
     without a catalogue or where the photo cannot be read."""
     import base64

@@ -49,6 +49,11 @@ class Workspace:
         return self.root / "reports" / "monitor"
 
     @property
+    def evidently_dir(self) -> Path:
+        """Evidently's UI workspace of every monitoring run's report (`make monitor-ui`)."""
+        return self.root / ".pmatch" / "evidently"
+
+    @property
     def model_cache(self) -> Path:
         """Downloaded registry versions (immutable, so cached by version id)."""
         return self.root / ".pmatch" / "models"
