@@ -492,6 +492,7 @@ def monitor(
     from pmatch.artifacts import (
         DRIFT_JSON_FILE,
         DRIFT_REPORT_FILE,
+        HISTORY_HTML,
         METRICS_FILE,
         SCORES_FILE,
         VERDICT_FILE,
@@ -500,8 +501,12 @@ def monitor(
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
     from pmatch.monitor.decide import decide, safe_name
+    from pmatch.monitor.header import add_header
+    from pmatch.monitor.history import write_history
     from pmatch.monitor.reference import describe_listings, load_reference
+    from pmatch.monitor.review import SUSPECTS_FILE, write_suspects
     from pmatch.monitor.signals import compute_signals, labelled_rows, write_report
+    from pmatch.monitor.workspace import add_report
 
     space = workspace(project_dir)
     params = load_params(space.params)
@@ -538,8 +543,9 @@ def monitor(
             name,
         )
         reports = (DRIFT_REPORT_FILE, DRIFT_JSON_FILE) if enough else ()
+        snapshot = None
         if enough:
-            write_report(
+            snapshot = write_report(
                 reference,
                 current,
                 params.monitor,
@@ -565,14 +571,29 @@ def monitor(
             "threshold": matcher.threshold,
             "report_html": str(run_dir / DRIFT_REPORT_FILE) if enough else None,
             "report_json": str(run_dir / DRIFT_JSON_FILE) if enough else None,
+            "suspects_html": str(run_dir / SUSPECTS_FILE),
             "scores_csv": str(run_dir / SCORES_FILE),
             "s3_uri": registry.uri(*prefix) + "/",
+            "history_html": str(space.monitor_dir / HISTORY_HTML),
+            "history_s3_uri": registry.uri("monitoring", HISTORY_HTML),
         }
-        for file_name in (*reports, SCORES_FILE):
+        # The pages people review: suspect listings always, the report's header (model,
+        # reference, delivery, each signal against its threshold, what happens next) when
+        # there is a report, which also goes to Evidently's UI workspace.
+        write_suspects(current.frame, folder, matcher.threshold, run_dir / SUSPECTS_FILE, verdict)
+        if snapshot is not None:
+            add_header(run_dir / DRIFT_REPORT_FILE, verdict, reference.frame, current.frame)
+            add_report(snapshot, verdict, space.evidently_dir)
+        for file_name in (*reports, SCORES_FILE, SUSPECTS_FILE):
             registry.upload_file(run_dir / file_name, *prefix, file_name)
         # The verdict goes last: it is what the history and later decisions read.
         (run_dir / VERDICT_FILE).write_text(json.dumps(verdict, indent=2))
         registry.upload_file(run_dir / VERDICT_FILE, *prefix, VERDICT_FILE)
+        history = write_history(
+            registry.monitoring_verdicts(), registry.promotion_log(), space.monitor_dir
+        )
+        for file_name, path in history.items():
+            registry.upload_file(path, "monitoring", file_name)
     drift = verdict.get("drift", "none")
     print(
         f"monitor: delivery {name}: {verdict['listings']} listings, drift={drift}"

@@ -196,9 +196,10 @@ def write_report(
     html_path,
     json_path,
     title: str,
-) -> None:
+):
     """One Evidently report of every signal, each metric with its test (pass/fail) at the
-    signal's threshold, saved as self-contained HTML and as JSON.
+    signal's threshold, saved as self-contained HTML and as JSON. Returns the snapshot (for
+    Evidently's UI workspace, pmatch.monitor.workspace).
 
     signals: compute_signals' result (the below-threshold share's test is the reference
     share plus or minus its threshold). The labelled F1 is in the verdict, not the report."""
@@ -244,3 +245,4 @@ def write_report(
     )
     snapshot.save_html(str(html_path))
     snapshot.save_json(str(json_path))
+    return snapshot
