@@ -72,3 +72,29 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     dvc_remote.pull(project, ["data/catalog.dvc"])
     assert catalog_version(catalogue) == first["data_version"]
     assert (catalogue / "catalog.csv").read_text().count("\n") == 6
+
+
+def test_the_ingest_dag_ingests_the_oldest_pending_delivery_then_skips(
+    tmp_path, local_s3, airflow_db
+):
+    from datetime import UTC, datetime
+
+    from pmatch.main_job import run_dag
+
+    project = make_project(tmp_path / "project", {})
+    delivery(project / "inbox" / "2026-01-01", INITIAL, first_seed=100)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMATCH_PROJECT_DIR", str(project))
+        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
+        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
+        patch.setenv("PMATCH_S3_PREFIX", "ingest-dag-test")
+        patch.setenv("PMATCH_INBOX", "inbox")
+        first = run_dag("pmatch_ingest", datetime(2026, 1, 1, 6, 0, tzinfo=UTC))
+        second = run_dag("pmatch_ingest", datetime(2026, 1, 2, 6, 0, tzinfo=UTC))
+
+    assert first["state"] == "success", first
+    assert first["tasks"]["ingest"]["state"] == "success"
+    assert (project / "data" / "catalog.dvc").is_file()
+    # Nothing pending: skipped, not failed.
+    assert second["state"] == "success", second
+    assert second["tasks"]["ingest"]["state"] == "skipped"
