@@ -64,6 +64,27 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     assert records["2026-01-08"]["quarantined_rows"][0]["line"] == 11
     assert records["2026-01-08"]["dvc_remote"] == f"s3://{TEST_BUCKET}/dvc"
 
+    # A delivery in an S3 inbox: listed as pending, downloaded and ingested the same way.
+    from pmatch.ingest import list_inbox, pending_deliveries
+
+    s3_delivery = delivery(tmp_path / "s3-delivery", [listing("S1", "From the bucket")], 900)
+    for path in s3_delivery.rglob("*"):
+        if path.is_file():
+            key = f"inbox/2026-01-15/{path.relative_to(s3_delivery).as_posix()}"
+            client.upload_file(str(path), TEST_BUCKET, key)
+    inbox_uri = f"s3://{TEST_BUCKET}/inbox"
+    assert list_inbox(inbox_uri, settings) == [f"{inbox_uri}/2026-01-15"]
+    assert pending_deliveries(inbox_uri, catalogue, settings) == [f"{inbox_uri}/2026-01-15"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMATCH_PROJECT_DIR", str(project))
+        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
+        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
+        patch.setenv("PMATCH_S3_PREFIX", "ingest-test")
+        patch.setenv("PMATCH_INBOX", inbox_uri)
+        from_s3 = ingest(project_dir=project)
+    assert (from_s3["delivery"], from_s3["accepted"]) == ("2026-01-15", 1)
+    assert pending_deliveries(inbox_uri, catalogue, settings) == []
+
     # Any recorded version comes back from S3 with its .dvc file and dvc pull.
     (project / "data" / "catalog.dvc").write_text(records["2026-01-01"]["dvc_file"])
     shutil.rmtree(catalogue)
