@@ -180,6 +180,7 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
 
 def format_summary(summary: dict, root: Path) -> str:
     metrics, gate = summary["metrics"], summary["gate"]
+    skipped = summary["retrain"]["tasks"].get("gate", {}).get("state") == "skipped"
     lines = [
         "",
         "pmatch main job summary",
@@ -188,8 +189,11 @@ def format_summary(summary: dict, root: Path) -> str:
         f"test F1           {metrics['f1']:.4f}  (precision {metrics['precision']:.4f}, "
         f"recall {metrics['recall']:.4f}, ROC-AUC {metrics['roc_auc']:.4f}, threshold {metrics['threshold']:.3f})",
         f"production before {summary['production_before'] or 'none'}",
-        f"gate              {'DEPLOY' if gate['deploy'] else 'NO DEPLOY'}: {'; '.join(gate['reasons'])}",
-        f"same test pairs   {_comparison(gate)}",
+        f"gate              {'DEPLOY' if gate['deploy'] else 'NO DEPLOY'}: {'; '.join(gate['reasons'])}"
+        if not skipped
+        else "gate              skipped: data version, params and code equal production's "
+        "(the metrics above are the last evaluation's)",
+        f"same test pairs   {_comparison(gate) if not skipped else 'not compared (nothing to retrain)'}",
         f"deployed          {summary['deployed'] or 'nothing (production unchanged)'}",
         f"production now    {summary['production_after'] or 'none'}",
     ]

@@ -64,6 +64,27 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     assert records["2026-01-08"]["quarantined_rows"][0]["line"] == 11
     assert records["2026-01-08"]["dvc_remote"] == f"s3://{TEST_BUCKET}/dvc"
 
+    # A delivery in an S3 inbox: listed as pending, downloaded and ingested the same way.
+    from pmatch.ingest import list_inbox, pending_deliveries
+
+    s3_delivery = delivery(tmp_path / "s3-delivery", [listing("S1", "From the bucket")], 900)
+    for path in s3_delivery.rglob("*"):
+        if path.is_file():
+            key = f"inbox/2026-01-15/{path.relative_to(s3_delivery).as_posix()}"
+            client.upload_file(str(path), TEST_BUCKET, key)
+    inbox_uri = f"s3://{TEST_BUCKET}/inbox"
+    assert list_inbox(inbox_uri, settings) == [f"{inbox_uri}/2026-01-15"]
+    assert pending_deliveries(inbox_uri, catalogue, settings) == [f"{inbox_uri}/2026-01-15"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMATCH_PROJECT_DIR", str(project))
+        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
+        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
+        patch.setenv("PMATCH_S3_PREFIX", "ingest-test")
+        patch.setenv("PMATCH_INBOX", inbox_uri)
+        from_s3 = ingest(project_dir=project)
+    assert (from_s3["delivery"], from_s3["accepted"]) == ("2026-01-15", 1)
+    assert pending_deliveries(inbox_uri, catalogue, settings) == []
+
     # Any recorded version comes back from S3 with its .dvc file and dvc pull.
     (project / "data" / "catalog.dvc").write_text(records["2026-01-01"]["dvc_file"])
     shutil.rmtree(catalogue)
@@ -72,3 +93,29 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     dvc_remote.pull(project, ["data/catalog.dvc"])
     assert catalog_version(catalogue) == first["data_version"]
     assert (catalogue / "catalog.csv").read_text().count("\n") == 6
+
+
+def test_the_ingest_dag_ingests_the_oldest_pending_delivery_then_skips(
+    tmp_path, local_s3, airflow_db
+):
+    from datetime import UTC, datetime
+
+    from pmatch.main_job import run_dag
+
+    project = make_project(tmp_path / "project", {})
+    delivery(project / "inbox" / "2026-01-01", INITIAL, first_seed=100)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMATCH_PROJECT_DIR", str(project))
+        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
+        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
+        patch.setenv("PMATCH_S3_PREFIX", "ingest-dag-test")
+        patch.setenv("PMATCH_INBOX", "inbox")
+        first = run_dag("pmatch_ingest", datetime(2026, 1, 1, 6, 0, tzinfo=UTC))
+        second = run_dag("pmatch_ingest", datetime(2026, 1, 2, 6, 0, tzinfo=UTC))
+
+    assert first["state"] == "success", first
+    assert first["tasks"]["ingest"]["state"] == "success"
+    assert (project / "data" / "catalog.dvc").is_file()
+    # Nothing pending: skipped, not failed.
+    assert second["state"] == "success", second
+    assert second["tasks"]["ingest"]["state"] == "skipped"
