@@ -204,7 +204,9 @@ def _spawn_detached(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    pid_path.write_text(f"{process.pid}\n")
+    # With its start time: some components retitle themselves (`airflow api_server -- ...`), so
+    # the command line cannot tell the process from another that got the pid later.
+    pid_path.write_text(f"{process.pid} {_start_time(process.pid)}\n")
     return process
 
 
@@ -348,18 +350,30 @@ def _running(pid_file: Path, marker: str) -> bool:
 
 
 def _leader(pid_file: Path, marker: str):
-    """The process pid_file names, when it runs and its command line contains marker
-    (a pid left from an earlier boot may belong to another program by now)."""
+    """The process pid_file names, when it still runs: the same process, started at the
+    time the file records (a pid may belong to another program by now), or, for a file
+    without a start time, one whose command line contains marker."""
     import psutil
 
     try:
-        pid = int(pid_file.read_text().split()[0])
-        process = psutil.Process(pid)
-        if marker in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+        fields = pid_file.read_text().split()
+        process = psutil.Process(int(fields[0]))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if len(fields) > 1:
+            return process if fields[1] == _start_time(process.pid) else None
+        if marker in " ".join(process.cmdline()):
             return process
     except (OSError, ValueError, IndexError, psutil.Error):
         pass
     return None
+
+
+def _start_time(pid: int) -> str:
+    """When process pid started, as text that is the same each time it is read."""
+    import psutil
+
+    return f"{psutil.Process(pid).create_time():.2f}"
 
 
 def _stop_tree(pid_file: Path, marker: str) -> tuple[int, set[int]]:

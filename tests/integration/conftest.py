@@ -124,4 +124,29 @@ def scheduler(retrained, local_s3, tmp_path_factory):
             "local_s3_dir": local_s3_dir,
         }
     finally:
+        started = _components_and_descendants(home)
         stop_components(home, SCHEDULER_COMPONENTS)
+        left = [each for each in started if _alive(each)]
+        assert not left, f"still running after stop_components: {left}"
+
+
+def _components_and_descendants(home) -> list:
+    import psutil
+
+    processes = []
+    for component in SCHEDULER_COMPONENTS:
+        try:
+            leader = psutil.Process(int((home / f"{component}.pid").read_text().split()[0]))
+            processes += [leader, *leader.children(recursive=True)]
+        except (OSError, ValueError, psutil.Error):
+            continue
+    return processes
+
+
+def _alive(process) -> bool:
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

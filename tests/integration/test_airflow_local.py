@@ -70,7 +70,7 @@ def deployment(retrained, monkeypatch):
     home = airflow_home(project)
     try:
         start(project)
-        leader = psutil.Process(int((home / "airflow.pid").read_text()))
+        leader = psutil.Process(int((home / "airflow.pid").read_text().split()[0]))
         password_file = home / "simple_auth_manager_passwords.json.generated"
         api = Api(f"http://localhost:{port}", json.loads(password_file.read_text())["admin"])
         yield project, api, leader
