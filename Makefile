@@ -50,7 +50,9 @@ test-fast: setup ## the unit tier: fast tests, no servers (about 2 minutes on 2 
 test-integration: setup ## the integration tier: DVC, Airflow, local S3, pretrained networks
 	$(BIN)/python -m pytest -m integration
 
-repro: setup ## `dvc repro`: the DVC pipeline alone, no Airflow, no deployment
+repro: setup ## `dvc repro`: the sample, every pending delivery ingested locally (no S3), the DVC pipeline
+	$(BIN)/dvc repro sample
+	$(BIN)/pmatch ingest --pending --local
 	$(BIN)/dvc repro
 
 airflow: setup ## Airflow (standalone) and the S3 server in the background; AIRFLOW_PORT=8080

@@ -3,6 +3,10 @@
 
 Retrains the product image-text matching model and ships it only if it is better.
 
+`check` compares the catalogue's data version (DVC's hash of `data/catalog`), the params'
+and the code's sha256 with the production version's manifest: when all three are unchanged
+(and `force` is off) it logs "the model for data version X is already in production" and
+skips the rest, adding no registry version. Otherwise
 validate -> preprocess -> train -> evaluate run the project's DVC stages (`dvc repro
 <stage>`), so a DAG run and `dvc repro` at a terminal share one pipeline, one cache and
 one lock file; a stage whose inputs did not change is skipped. `gate` scores the
@@ -14,13 +18,13 @@ decision against what it ships, publishes a content-addressed version to the S3 
 (a retry completes it), promotes it, smoke-tests it in a fresh process on its canary pairs,
 and rolls production back (and fails) when the smoke test fails.
 
-**Schedule**: weekly, and whenever the `pmatch_catalog` asset is updated (a future ingest
-task will emit it when a new catalogue lands); `deploy` emits the `pmatch_model` asset
+**Schedule**: weekly, and whenever the `pmatch_catalog` asset is updated (`pmatch_ingest`
+emits it when a delivery makes a new data version); `deploy` emits the `pmatch_model` asset
 (its extra names the version) for whatever consumes the production model.
 
 **Params** (trigger form, or the run's conf, which overrides them): `reason` is logged by
-every task and recorded in the deployed version's manifest and promotion; `force` is
-logged and passed through only (skipping unchanged work is issue #25).
+every task and recorded in the deployed version's manifest and promotion; `force` retrains
+even when nothing changed (`check` goes on, and the DVC stages run with `dvc repro --force`).
 
 **Operations**: each task has an execution timeout and the run one of 6 hours. The DVC
 stages are not retried (a failed stage fails the same way again); `gate` and `deploy`
@@ -62,13 +66,22 @@ TRANSIENT_RETRIES = {
 }
 
 
+@task.short_circuit(execution_timeout=timedelta(minutes=10), **TRANSIENT_RETRIES)
+def check(**context) -> bool:
+    from pmatch.dag_context import log_run_params, use_airflow_s3_connection
+    from pmatch.pipeline import retrain_check
+
+    run_params = log_run_params(context)
+    use_airflow_s3_connection()
+    return retrain_check(force=run_params["force"], reason=run_params["reason"])["retrain"]
+
+
 @task(retries=0)
 def dvc_stage(stage: str, **context) -> str:
     from pmatch.dag_context import log_run_params
     from pmatch.pipeline import repro
 
-    log_run_params(context)
-    return repro(stage)
+    return repro(stage, force=log_run_params(context)["force"])
 
 
 @task.short_circuit(execution_timeout=timedelta(minutes=30), **TRANSIENT_RETRIES)
@@ -115,14 +128,18 @@ def deploy(**context) -> dict:
         "force": Param(
             False,
             type="boolean",
-            description="Retrain even if nothing changed. Passed through and logged only: "
-            "today DVC skips unchanged stages either way (skipping unchanged work is issue #25).",
+            description="Retrain even if the data version, params and code equal production's "
+            "(check goes on; the DVC stages run with `dvc repro --force`).",
         ),
     },
     tags=["pmatch"],
     doc_md=__doc__,
 )
 def pmatch_retrain():
+    needed = check.override(
+        doc_md="Compares the data version, params and code with production's manifest "
+        "(`pmatch.pipeline.retrain_check`); unchanged and not `force`: the rest is skipped."
+    )()
     stages = [
         dvc_stage.override(
             task_id=stage,
@@ -139,7 +156,7 @@ def pmatch_retrain():
         doc_md="Publishes the approved candidate to the S3 registry, promotes it, smoke-tests it "
         "and rolls back on failure (`pmatch.pipeline.deploy`); emits the `pmatch_model` asset."
     )()
-    chain(*stages, decision, shipped)
+    chain(needed, *stages, decision, shipped)
 
 
 pmatch_retrain()

@@ -9,6 +9,7 @@ import sys
 
 COMMANDS = {
     "sample": "write the synthetic sample catalogue and monitoring batches",
+    "ingest": "merge a delivery of listings into the catalogue: contract, quarantine, new data version",
     "validate": "check a catalogue against the data contract (Great Expectations)",
     "preprocess": "split, build pairs, cache photos, fit the vocabulary",
     "train": "train the matching model",
@@ -17,6 +18,7 @@ COMMANDS = {
     "deploy": "publish the candidate to the S3 registry and promote it",
     "score": "score a CSV of image-text pairs",
     "monitor": "score an incoming batch and report drift (Evidently)",
+    "retrain-check": "whether data version, params or code differ from production's (else no retraining)",
     "models": "list the registry's versions, show one, promote one, roll production back",
     "run": "the main job: sample, retrain DAG, monitor DAG on two batches, summary",
 }
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"pmatch.stages.{name}")
+        module = importlib.import_module(f"pmatch.stages.{name.replace('-', '_')}")
         sub = commands.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)

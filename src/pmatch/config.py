@@ -52,11 +52,13 @@ class ConfigError(ValueError):
 
 @dataclass(**_SECTION)
 class SampleParams:
-    """The synthetic sample catalogue and its monitoring batches (pmatch sample)."""
+    """The synthetic sample catalogue, its monitoring batches and its dated deliveries
+    (pmatch sample)."""
 
     products: AtLeastOne
     seed: Seed
     batch_pairs: AtLeastOne
+    delivery_products: AtLeastOne
 
 
 @dataclass(**_SECTION)
@@ -86,6 +88,16 @@ class ValidateParams:
                 "could pass; raise max_image_pixels or lower min_image_side"
             )
         return self
+
+
+@dataclass(**_SECTION)
+class IngestParams:
+    """What a delivery may bring before it is refused whole (pmatch ingest)."""
+
+    max_rejected_share: Annotated[
+        float,
+        Field(ge=0, le=1, description="the share of a delivery's rows that may fail the contract"),
+    ]
 
 
 @dataclass(**_SECTION)
@@ -183,6 +195,7 @@ class Params:
     sample: SampleParams
     data: DataParams
     validate: ValidateParams
+    ingest: IngestParams
     preprocess: PreprocessParams
     train: TrainParams
     evaluate: EvaluateParams
@@ -321,6 +334,8 @@ class Settings:
     local_s3_dir, local_s3_port: where pmatch's embedded S3 server keeps its objects and
     listens on loopback (`make run`).
     incoming_dir: the folder monitoring batches arrive in.
+    inbox: where catalogue deliveries arrive, one subfolder per delivery named by its date:
+    a local folder or an s3://bucket/prefix URI.
     """
 
     s3_bucket: str = "pmatch"
@@ -330,6 +345,7 @@ class Settings:
     local_s3_dir: Path = Path(".pmatch/s3")
     local_s3_port: Annotated[int, Field(ge=1, le=65535)] = 4568
     incoming_dir: Path = Path("data/sample/batches")
+    inbox: str = "data/inbox"
     project_dir: Path = Path(".")
 
     @field_validator("s3_bucket")
@@ -354,6 +370,7 @@ _ENV = {
     "PMATCH_LOCAL_S3_DIR": "local_s3_dir",
     "PMATCH_LOCAL_S3_PORT": "local_s3_port",
     "PMATCH_INCOMING_DIR": "incoming_dir",
+    "PMATCH_INBOX": "inbox",
     "PMATCH_PROJECT_DIR": "project_dir",
 }
 

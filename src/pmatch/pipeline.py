@@ -34,16 +34,19 @@ def workspace(project_dir: str | Path | None = None) -> Workspace:
     return Workspace(Path(project_dir).resolve())
 
 
-def repro(stage: str, project_dir: str | Path | None = None) -> str:
+def repro(stage: str, project_dir: str | Path | None = None, force: bool = False) -> str:
     """Runs `dvc repro STAGE` in the project folder, streaming its output line by line.
 
-    DVC skips the stage when its deps, params and code are unchanged. Returns the stage name.
+    DVC skips the stage when its deps, params and code are unchanged, unless force (`dvc
+    repro --force --single-item`: this stage runs again, its upstream as DVC decides).
+    Returns the stage name.
     """
     if stage not in DVC_STAGES:
         raise ValueError(f"unknown dvc stage {stage!r}; stages are {', '.join(DVC_STAGES)}")
     root = workspace(project_dir).root
-    command = [sys.executable, "-m", "dvc", "repro", stage]
-    print(f"$ dvc repro {stage}  (in {root})", flush=True)
+    forced = ["--force", "--single-item"] if force else []
+    command = [sys.executable, "-m", "dvc", "repro", *forced, stage]
+    print(f"$ dvc repro {' '.join([*forced, stage])}  (in {root})", flush=True)
     # dvc.yaml's commands call `pmatch`: make sure this environment's scripts come first.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     process = subprocess.Popen(
@@ -190,6 +193,7 @@ def deploy(
                     "threshold": metrics.get("threshold"),
                     "git_commit": _git_commit(space.root),
                     "params_sha256": current["params_sha256"],
+                    "code_sha256": code_sha256(space.root),
                     "run_id": run_id,
                     "reason": f"{run_label}: the gate said DEPLOY ({decision.reasons[-1]})",
                 },
@@ -226,6 +230,128 @@ def deploy(
         "previous_version": decision.production_version,
         "already_in_production": False,
     }
+
+
+def code_sha256(root: str | Path) -> str:
+    """The code version: a sha256 over every file of src/pmatch (path, size, bytes, in path
+    order; caches left out) and dvc.yaml, so any change to the code or the pipeline changes it."""
+    import hashlib
+
+    root = Path(root)
+    package = root / "src" / "pmatch"
+    files = sorted(
+        path
+        for path in package.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    digest = hashlib.sha256()
+    for path in [*files, root / "dvc.yaml"]:
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        digest.update(f"{path.relative_to(root).as_posix()}\0{len(data)}\0".encode() + data)
+    return digest.hexdigest()
+
+
+def next_delivery(delivery: str | None = None, project_dir: str | Path | None = None) -> str | None:
+    """The delivery to ingest: the given folder (resolved in the project) or s3:// URI, else
+    the oldest delivery in the inbox (PMATCH_INBOX) the catalogue does not hold yet, else None."""
+    from pmatch.ingest import pending_deliveries
+
+    space = workspace(project_dir)
+    if delivery:
+        return delivery if delivery.startswith("s3://") else str(space.resolve(delivery))
+    params = load_params(space.params)
+    with s3_settings(project_settings(space)) as settings:
+        inbox = settings.inbox
+        if not inbox.startswith("s3://"):
+            inbox = str(space.resolve(inbox))
+        pending = pending_deliveries(inbox, space.resolve(params.data.catalog), settings)
+    if not pending:
+        print(f"ingest: no pending delivery in {inbox}", flush=True)
+        return None
+    print(f"ingest: {len(pending)} pending delivery(ies) in {inbox}; next {pending[0]}", flush=True)
+    return pending[0]
+
+
+def ingest(delivery: str | None = None, project_dir: str | Path | None = None) -> dict | None:
+    """Ingests one delivery into the catalogue (pmatch.ingest.ingest_delivery): the given
+    folder or s3:// URI, else the oldest delivery in the inbox (PMATCH_INBOX) not ingested yet.
+    Pushes the new data version to the DVC remote and records the delivery in S3. Returns the
+    result (delivery, rows, accepted, quarantined, data_version, ...), or None when no
+    delivery is pending."""
+    from pmatch.ingest import ingest_delivery
+
+    space = workspace(project_dir)
+    params = load_params(space.params)
+    catalog = space.resolve(params.data.catalog)
+    delivery = next_delivery(delivery, space.root)
+    if delivery is None:
+        return None
+    with s3_settings(project_settings(space)) as settings:
+        result = ingest_delivery(
+            delivery, catalog, params, space.root / "reports" / "ingest", space.root, settings
+        )
+    document = result.as_json()
+    if result.already_ingested:
+        print(
+            f"ingest: delivery {result.delivery} was already ingested with the same content; "
+            f"nothing changed (data version {result.data_version})",
+            flush=True,
+        )
+    else:
+        print(
+            f"ingest: delivery {result.delivery}: {result.accepted} of {result.rows} rows "
+            f"accepted, quarantined {result.quarantined or 'none'}; data version "
+            f"{result.previous_data_version or '(none)'} -> {result.data_version}; "
+            f"report {result.report_html}",
+            flush=True,
+        )
+    return document
+
+
+def retrain_check(
+    project_dir: str | Path | None = None, force: bool = False, reason: str | None = None
+) -> dict:
+    """Whether a retraining run has work to do: the current data version, params sha256 and
+    code sha256 compared with the production version's manifest.
+
+    Returns {retrain, message, data_version, params_sha256, code_sha256, production_version}.
+    retrain is False only when all three equal production's and not force ("the model for
+    data version X is already in production"); no production, an unreadable manifest or one
+    without these fields means retrain (fail towards doing the work, which the gate guards).
+    """
+    from pmatch.catalog.version import catalog_version
+    from pmatch.gate import sha256_bytes
+
+    space = workspace(project_dir)
+    params = load_params(space.params)
+    current = {
+        "data_version": catalog_version(space.resolve(params.data.catalog)),
+        "params_sha256": sha256_bytes(space.params),
+        "code_sha256": code_sha256(space.root),
+    }
+    with s3_settings(project_settings(space)) as settings:
+        registry = open_registry(settings)
+        pointer = registry.production()
+        manifest = registry.manifest(pointer["version"]) if pointer else None
+    production = pointer["version"] if pointer else None
+    changed = [name for name, value in current.items() if (manifest or {}).get(name) != value]
+    if force:
+        retrain, message = True, f"force: retraining whatever changed ({reason or 'no reason'})"
+    elif manifest is None:
+        retrain, message = True, "no production model yet: training the first one"
+    elif changed:
+        retrain = True
+        message = f"{', '.join(changed)} differ(s) from production {production}: retraining"
+    else:
+        retrain = False
+        message = (
+            f"the model for data version {current['data_version']} is already in production "
+            f"({production}; params and code unchanged): nothing to retrain"
+        )
+    print(f"retrain check: {message}", flush=True)
+    return {"retrain": retrain, "message": message, "production_version": production, **current}
 
 
 def _run_date(run_date) -> str:

@@ -6,7 +6,8 @@ Layout under s3://BUCKET/PREFIX/:
                         people review (evaluation.png, errors.html, errors.csv), canary.csv and
                         its photos under canary/ (the smoke test's pairs), and manifest.json
                         ({"version", "files": {name: sha256}, created_at, model_sha256,
-                        data_version, f1, threshold, git_commit, params_sha256, run_id, ...})
+                        data_version, f1, threshold, git_commit, params_sha256,
+                        code_sha256, run_id, ...})
   production.json       {"version", "uri", "promoted_at", "previous_version", "reason"}
   promotions/WHEN-N.json one object per pointer move: {"when", "from_version", "to_version",
                         "reason", "action"}; named so that they sort by time, then by a counter

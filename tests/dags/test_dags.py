@@ -23,7 +23,7 @@ def test_dags_load_without_import_errors(dag_bag):
 
 def test_retrain_runs_the_stages_in_order(dag_bag):
     dag = dag_bag.dags["pmatch_retrain"]
-    order = ["validate", "preprocess", "train", "evaluate", "gate", "deploy"]
+    order = ["check", "validate", "preprocess", "train", "evaluate", "gate", "deploy"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
     assert dag.doc_md and "dvc repro" in dag.doc_md
@@ -44,10 +44,10 @@ def test_retrain_params_default_to_a_scheduled_unforced_run(dag_bag):
     params = dag_bag.dags["pmatch_retrain"].params
     assert params["reason"] == "scheduled"
     assert params["force"] is False
-    assert "#25" in params.get_param("force").description
+    assert "dvc repro --force" in params.get_param("force").description
 
 
-@pytest.mark.parametrize("dag_id", ["pmatch_retrain", "pmatch_monitor"])
+@pytest.mark.parametrize("dag_id", ["pmatch_retrain", "pmatch_monitor", "pmatch_ingest"])
 def test_every_task_has_a_timeout_a_doc_and_the_failure_notifier(dag_bag, dag_id):
     from pmatch_notifiers import FailureLogNotifier
 
@@ -65,6 +65,7 @@ def test_every_task_has_a_timeout_a_doc_and_the_failure_notifier(dag_bag, dag_id
 @pytest.mark.parametrize(
     ("dag_id", "task_id", "retried"),
     [
+        ("pmatch_retrain", "check", True),
         ("pmatch_retrain", "validate", False),
         ("pmatch_retrain", "preprocess", False),
         ("pmatch_retrain", "train", False),
@@ -72,6 +73,8 @@ def test_every_task_has_a_timeout_a_doc_and_the_failure_notifier(dag_bag, dag_id
         ("pmatch_retrain", "gate", True),
         ("pmatch_retrain", "deploy", True),
         ("pmatch_monitor", "monitor", True),
+        ("pmatch_ingest", "pending", False),
+        ("pmatch_ingest", "ingest", True),
     ],
 )
 def test_only_tasks_that_can_fail_transiently_retry_with_backoff(dag_bag, dag_id, task_id, retried):
@@ -85,6 +88,16 @@ def test_only_tasks_that_can_fail_transiently_retry_with_backoff(dag_bag, dag_id
         assert task.retries == 0
 
 
+def test_ingest_finds_a_pending_delivery_then_emits_the_catalogue(dag_bag):
+    from airflow.sdk import Asset
+
+    dag = dag_bag.dags["pmatch_ingest"]
+    assert dag.get_task("pending").downstream_task_ids == {"ingest"}
+    assert dag.get_task("ingest").outlets == [Asset(name="pmatch_catalog")]
+    assert dag.params["delivery"] == ""
+    assert "skipped" in dag.doc_md and "pmatch_catalog" in dag.doc_md
+
+
 def test_monitor_triggers_retrain(dag_bag):
     dag = dag_bag.dags["pmatch_monitor"]
     trigger = dag.get_task("trigger_retrain")
@@ -95,7 +108,7 @@ def test_monitor_triggers_retrain(dag_bag):
     assert dag.schedule == "@daily"
 
 
-@pytest.mark.parametrize("name", ["pmatch_retrain.py", "pmatch_monitor.py"])
+@pytest.mark.parametrize("name", ["pmatch_retrain.py", "pmatch_monitor.py", "pmatch_ingest.py"])
 def test_dag_files_import_without_heavy_libraries(name):
     """Parsing a DAG file must not import TensorFlow, Great Expectations or Evidently."""
     code = (

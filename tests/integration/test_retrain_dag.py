@@ -29,7 +29,15 @@ VERSION_FILES = {
 def test_every_task_succeeds(retrained):
     _, run, _ = retrained
     assert run["state"] == "success", run
-    assert list(run["tasks"]) == ["validate", "preprocess", "train", "evaluate", "gate", "deploy"]
+    assert list(run["tasks"]) == [
+        "check",
+        "validate",
+        "preprocess",
+        "train",
+        "evaluate",
+        "gate",
+        "deploy",
+    ]
     assert all(task["state"] == "success" for task in run["tasks"].values()), run["tasks"]
 
 
@@ -104,4 +112,40 @@ def test_second_run_gates_against_production_and_ships_nothing_new(retrained):
 
     shipped = deploy("rerun", datetime(2026, 11, 9, 3, 0, tzinfo=UTC), project)
     assert shipped["already_in_production"] is True
+    assert len(registry.versions()) == 1
+
+
+def test_an_unchanged_rerun_of_the_dag_says_already_in_production_and_does_nothing(
+    retrained, capsys
+):
+    """Data version, params and code equal production's manifest: check short-circuits the
+    run, no stage runs and no registry version is added; force would retrain."""
+    from datetime import UTC, datetime
+
+    from pmatch.catalog.version import catalog_version
+    from pmatch.main_job import run_dag
+    from pmatch.pipeline import retrain_check
+
+    project, _, registry = retrained
+    manifest = registry.manifest(registry.production()["version"])
+    assert manifest["data_version"] == catalog_version(project / "data" / "sample")
+    assert len(manifest["code_sha256"]) == 64
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMATCH_PROJECT_DIR", str(project))
+        rerun = run_dag(
+            "pmatch_retrain", datetime(2026, 11, 16, 3, 0, tzinfo=UTC), {"reason": "unchanged"}
+        )
+        check = retrain_check(project)
+        forced = retrain_check(project, force=True, reason="test")
+    assert rerun["state"] == "success", rerun
+    assert rerun["tasks"]["check"]["state"] == "success"
+    assert {task["state"] for name, task in rerun["tasks"].items() if name != "check"} == {
+        "skipped"
+    }
+    assert check["retrain"] is False
+    assert check["message"].startswith(
+        f"the model for data version {manifest['data_version']} is already in production"
+    )
+    assert forced["retrain"] is True
     assert len(registry.versions()) == 1

@@ -249,8 +249,11 @@ def test_the_catalogue_version_follows_every_photo(tmp_path):
     assert catalog_version(tmp_path) == first
     (tmp_path / "b.jpg").write_bytes(b"photo B")
     assert catalog_version(tmp_path) != first
+    changed = catalog_version(tmp_path)
     (tmp_path / "b.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match="b.jpg"):
+    assert catalog_version(tmp_path) not in (first, changed)
+    (tmp_path / "catalog.csv").unlink()
+    with pytest.raises(ValueError, match="no catalog.csv"):
         catalog_version(tmp_path)
 
 

@@ -1,36 +1,60 @@
-"""The data version of a catalogue: one sha256 over catalog.csv and every photo it names."""
+"""The data version of a catalogue: DVC's own directory hash of the catalogue folder."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
 
-from pmatch.catalog.format import catalog_csv, read_catalog, resolve_image
+from pmatch.catalog.format import catalog_csv
+
+# What DVC leaves out of a directory it hashes, whatever .dvcignore says.
+IGNORED_NAMES = frozenset({".git", ".hg", ".dvc", ".dvcignore", ".gitignore"})
+BLOCK = 1 << 20
+
+
+def file_md5(path: Path) -> str:
+    with open(path, "rb") as handle:
+        digest = hashlib.md5(usedforsecurity=False)
+        for block in iter(lambda: handle.read(BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def directory_entries(folder: str | Path) -> list[dict[str, str]]:
+    """Every file under folder as DVC 3 lists it in a directory object:
+    {"md5": md5 of the bytes, "relpath": path relative to folder with '/'}, sorted by relpath."""
+    folder = Path(folder)
+    entries = []
+    for root, directories, files in os.walk(folder, followlinks=True):
+        directories[:] = sorted(name for name in directories if name not in IGNORED_NAMES)
+        for name in files:
+            if name in IGNORED_NAMES:
+                continue
+            path = Path(root) / name
+            entries.append({"md5": file_md5(path), "relpath": path.relative_to(folder).as_posix()})
+    return sorted(entries, key=lambda entry: entry["relpath"])
 
 
 def catalog_version(catalog_dir: str | Path) -> str:
-    """A sha256 (hex) that changes when catalog.csv or any photo it names changes.
+    """The catalogue folder's data version: the md5 DVC 3 gives the folder (the value
+    `dvc add` writes into the .dvc file, without its '.dir' suffix).
 
-    The digest covers catalog.csv's bytes, then, for each distinct image_path in sorted
-    order, the path as written, the photo's size and its bytes, so renaming or editing a photo changes
-    it and the order of rows in the file only counts through catalog.csv itself.
-    Raises CatalogError (no catalog.csv) or FileNotFoundError naming a missing photo.
+    DVC hashes a folder as the md5 of the JSON list of its files' md5s and relative paths
+    (dvc_data.hashfile.tree.Tree.as_bytes); computing the same here gives untracked
+    catalogues (Luma, test folders) a version too, and a tracked one the same version as its
+    .dvc file, so any version can be restored with `dvc pull`. Changing, adding, removing or
+    renaming any file changes it; the order of rows counts through catalog.csv's bytes.
+    Raises CatalogError when the folder holds no catalog.csv.
     """
     catalog_dir = Path(catalog_dir)
-    frame = read_catalog(catalog_dir)
-    digest = hashlib.sha256()
-    table = catalog_csv(catalog_dir).read_bytes()
-    digest.update(f"catalog.csv\0{len(table)}\0".encode() + table)
-    for image_path in sorted(frame["image_path"].unique()):
-        photo = resolve_image(catalog_dir, image_path)
-        if not photo.is_file():
-            raise FileNotFoundError(
-                f"{photo}: named by {catalog_csv(catalog_dir)} but missing; the data version "
-                "covers every photo, so restore it or fix image_path"
-            )
-        # The size makes each photo's bytes unambiguous in the stream.
-        digest.update(f"\0{image_path}\0{photo.stat().st_size}\0".encode())
-        with open(photo, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    if not catalog_csv(catalog_dir).is_file():
+        from pmatch.catalog.format import CatalogError
+
+        raise CatalogError(
+            f"{catalog_csv(catalog_dir)}: no catalog.csv, so the folder is no catalogue and "
+            "has no data version; point data.catalog at a folder with catalog.csv"
+        )
+    listing = json.dumps(directory_entries(catalog_dir), sort_keys=True).encode("utf-8")
+    return hashlib.md5(listing, usedforsecurity=False).hexdigest()

@@ -38,6 +38,8 @@ def write_sample(
     random_negatives: int = 1,
     hard_negatives: int = 1,
     progress: Progress | None = None,
+    inbox: str | Path | None = None,
+    delivery_products: int = 0,
 ) -> dict:
     """Writes the synthetic catalogue and two incoming batches into out_dir, replacing it.
 
@@ -50,7 +52,10 @@ def write_sample(
     random_negatives, hard_negatives: negatives per row in the batches (pairs.build_pairs).
     progress: called as progress(done, total) with photos drawn so far, every PROGRESS_EVERY
         photos and once at the end; None stays silent.
-    Returns the summary {rows, products, images, batches: {batch name: pair count}}.
+    inbox: where to write the dated deliveries too (pmatch.sample.deliveries: the catalogue
+        itself as the first, then delivery_products products in each later one); None: none.
+    Returns the summary {rows, products, images, batches: {batch name: pair count},
+    deliveries: {delivery: rows}}.
     """
     _check_arguments(products, seed, batch_pairs, random_negatives, hard_negatives)
     out_dir = Path(out_dir)
@@ -81,12 +86,23 @@ def write_sample(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return {
+    summary = {
         "rows": len(catalog_rows),
         "products": products,
         "images": len(catalog_rows),
         "batches": {name: len(batch.pairs) for name, batch in batches.items()},
     }
+    if inbox is not None:
+        from pmatch.sample.deliveries import write_deliveries
+
+        summary["deliveries"] = write_deliveries(
+            inbox,
+            out_dir,
+            seed,
+            delivery_products,
+            draw=lambda folder, rows: _draw_photos({folder: rows}, None),
+        )
+    return summary
 
 
 def _check_arguments(

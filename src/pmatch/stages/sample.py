@@ -17,6 +17,14 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--out", type=Path, required=True, help="catalogue folder to write (replaced)"
     )
+    parser.add_argument(
+        "--inbox", type=Path, help="also write the dated deliveries into this inbox folder"
+    )
+    parser.add_argument(
+        "--delivery-products",
+        type=int,
+        help="products per later delivery (default: sample.delivery_products)",
+    )
     add_params_argument(parser)
 
 
@@ -39,5 +47,7 @@ def run(args) -> None:
             random_negatives=params.preprocess.random_negatives,
             hard_negatives=params.preprocess.hard_negatives,
             progress=progress,
+            inbox=args.inbox,
+            delivery_products=args.delivery_products or params.sample.delivery_products,
         )
     print_json(summary)

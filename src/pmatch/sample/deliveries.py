@@ -1,0 +1,88 @@
+"""Dated deliveries of listings for the inbox: the initial catalogue, ordinary new products,
+shifted ones the first model handles badly, and one with bad rows that ingest quarantines."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pmatch.artifacts import CATALOG_FILE
+from pmatch.sample.planning import CATALOG_COLUMNS, catalog_record, plan_rows
+
+# Each delivery: its date (the folder's name), its kind and its seed-sequence stream (the
+# catalogue and the batches use streams 0-2). Fixed, so the sample is reproducible.
+INITIAL_DELIVERY = "2026-01-01"
+DELIVERIES = (
+    ("2026-01-08", "ordinary", 10),
+    ("2026-01-15", "ordinary", 11),
+    ("2026-01-22", "shifted", 12),
+    ("2026-01-29", "shifted", 13),
+    ("2026-02-05", "bad_rows", 14),
+)
+# The bad rows the last delivery brings (product_id suffix, what is wrong), each quarantined.
+BAD_ROWS = ("missing_photo", "empty_title", "duplicate_photo", "too_small", "not_an_image")
+
+
+def write_deliveries(
+    inbox: str | Path, catalogue: str | Path, seed: int, delivery_products: int, draw
+) -> dict:
+    """Writes the dated deliveries into inbox (replacing the sample's own folders there).
+
+    catalogue: the sample catalogue written just before; it becomes the first delivery,
+    INITIAL_DELIVERY, so the training catalogue comes in through ingest. delivery_products:
+    products in each later delivery (about 1.4 rows each). draw(folder, rows): draws the
+    rows' photos under folder (pmatch.sample.writer's drawing). Returns {delivery: rows}.
+    """
+    inbox, catalogue = Path(inbox), Path(catalogue)
+    inbox.mkdir(parents=True, exist_ok=True)
+    written = {}
+    first = inbox / INITIAL_DELIVERY
+    shutil.rmtree(first, ignore_errors=True)
+    first.mkdir()
+    shutil.copy2(catalogue / CATALOG_FILE, first / CATALOG_FILE)
+    shutil.copytree(catalogue / "images", first / "images")
+    written[INITIAL_DELIVERY] = sum(1 for _ in open(first / CATALOG_FILE)) - 1
+    for name, kind, stream in DELIVERIES:
+        folder = inbox / name
+        shutil.rmtree(folder, ignore_errors=True)
+        prefix = f"D{name.replace('-', '')[2:]}-"
+        rows = plan_rows(seed, stream, prefix, delivery_products, shifted=kind == "shifted")
+        draw(folder, rows)
+        frame = pd.DataFrame([catalog_record(row) for row in rows], columns=CATALOG_COLUMNS)
+        if kind == "bad_rows":
+            frame = _add_bad_rows(folder, frame, catalogue)
+        frame.to_csv(folder / CATALOG_FILE, index=False, lineterminator="\n")
+        written[name] = len(frame)
+    return written
+
+
+def _add_bad_rows(folder: Path, frame: pd.DataFrame, catalogue: Path) -> pd.DataFrame:
+    """Appends one row per BAD_ROWS problem, copying a good row's text."""
+    template = frame.iloc[0].to_dict()
+    existing = pd.read_csv(catalogue / CATALOG_FILE, dtype=str, keep_default_na=False)
+    bad = []
+    for problem in BAD_ROWS:
+        row = {**template, "product_id": f"BAD-{problem}", "variant": ""}
+        row["image_path"] = f"images/bad-{problem}.png"
+        path = folder / row["image_path"]
+        if problem == "empty_title":
+            row["title"] = "   "
+            _noise(path, seed=1, side=64)
+        elif problem == "duplicate_photo":
+            # Another product's photo, already in the catalogue.
+            shutil.copyfile(catalogue / existing["image_path"].iloc[0], path)
+        elif problem == "too_small":
+            _noise(path, seed=2, side=8)
+        elif problem == "not_an_image":
+            path.write_text("this is not a photo\n")
+        bad.append(row)
+    return pd.concat([frame, pd.DataFrame(bad)], ignore_index=True)
+
+
+def _noise(path: Path, seed: int, side: int) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 250, (side, side, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(path, format="PNG")

@@ -1,0 +1,74 @@
+"""pmatch ingest against real S3: the DVC remote, the delivery records, the quarantine, and a
+recorded data version restored with dvc pull."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import TEST_BUCKET, make_project
+from tests.unit.test_ingest import INITIAL, delivery, listing
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path, local_s3):
+    from pmatch import dvc_remote
+    from pmatch.catalog.version import catalog_version
+    from pmatch.config import load_settings
+    from pmatch.pipeline import ingest
+    from pmatch.s3server import s3_client
+
+    project = make_project(tmp_path / "project", {})
+    inbox = project / "inbox"
+    delivery(inbox / "2026-01-01", INITIAL, first_seed=100)
+    later = [listing(f"N{index}", f"New item number {index}") for index in range(9)]
+    delivery(inbox / "2026-01-08", [*later, listing("N9", "   ")], first_seed=200)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMATCH_PROJECT_DIR", str(project))
+        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
+        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
+        patch.setenv("PMATCH_S3_PREFIX", "ingest-test")
+        patch.setenv("PMATCH_INBOX", "inbox")
+        first = ingest(project_dir=project)
+        second = ingest(project_dir=project)
+        assert ingest(project_dir=project) is None  # nothing pending
+        again = ingest(str(inbox / "2026-01-08"), project_dir=project)
+        settings = load_settings()
+
+    catalogue = project / "data" / "catalog"
+    assert (first["delivery"], first["accepted"]) == ("2026-01-01", 5)
+    assert second["quarantined"] == {"title empty": 1} and second["accepted"] == 9
+    assert second["previous_data_version"] == first["data_version"]
+    assert second["data_version"] == catalog_version(catalogue)
+    assert again["already_ingested"] and again["data_version"] == second["data_version"]
+
+    client = s3_client(local_s3)
+    keys = {
+        item["Key"]
+        for item in client.list_objects_v2(Bucket=TEST_BUCKET)["Contents"]
+        if item["Key"].startswith(("ingest-test/", "dvc/"))
+    }
+    assert "ingest-test/quarantine/2026-01-08/photos/N9-x.png" in keys
+    assert "ingest-test/quarantine/2026-01-08/ingest.html" in keys
+    assert any(key.startswith("dvc/files/md5/") for key in keys)
+    records = {}
+    for name in ("2026-01-01", "2026-01-08"):
+        body = client.get_object(
+            Bucket=TEST_BUCKET, Key=f"ingest-test/deliveries/{name}/ingest.json"
+        )["Body"].read()
+        records[name] = json.loads(body)
+    assert records["2026-01-08"]["quarantined"] == {"title empty": 1}
+    assert records["2026-01-08"]["quarantined_rows"][0]["line"] == 11
+    assert records["2026-01-08"]["dvc_remote"] == f"s3://{TEST_BUCKET}/dvc"
+
+    # Any recorded version comes back from S3 with its .dvc file and dvc pull.
+    (project / "data" / "catalog.dvc").write_text(records["2026-01-01"]["dvc_file"])
+    shutil.rmtree(catalogue)
+    shutil.rmtree(project / ".dvc" / "cache")
+    dvc_remote.configure_remote(project, settings)
+    dvc_remote.pull(project, ["data/catalog.dvc"])
+    assert catalog_version(catalogue) == first["data_version"]
+    assert (catalogue / "catalog.csv").read_text().count("\n") == 6
