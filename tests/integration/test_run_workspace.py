@@ -13,7 +13,8 @@ from tests.conftest import TEST_BUCKET, make_project
 pytestmark = pytest.mark.integration
 
 TINY = {
-    "sample": {"products": 60, "seed": 5, "batch_pairs": 40},
+    # Few photos: each is one object to push and pull on the local S3 server.
+    "sample": {"products": 60, "seed": 5, "batch_pairs": 40, "delivery_products": 10},
     "data": {"catalog": "data/sample"},
 }
 

@@ -67,9 +67,9 @@ def test_a_retrain_triggered_without_a_logical_date_deploys_through_the_connecti
     run, state, tasks = first_runs["retrain"]
     assert run["logical_date"] is None
     assert state == "success", {task: each["state"] for task, each in tasks.items()}
-    assert {task: each["state"] for task, each in tasks.items()} == dict.fromkeys(
-        ("validate", "preprocess", "train", "evaluate", "gate", "deploy"), "success"
-    )
+    states = {task: each["state"] for task, each in tasks.items()}
+    assert set(states) >= {"validate", "preprocess", "train", "evaluate", "gate", "deploy"}
+    assert set(states.values()) == {"success"}, states
     registry = scheduler["registry"]
     production = registry.production()
     assert production is not None, "deploy succeeded but no production pointer in S3"
@@ -123,6 +123,7 @@ def test_two_runs_at_once_both_reach_s3(scheduler, concurrent_runs):
     ]
     assert len(verdicts) == 1 and verdicts[0]["drift"] is False, verdicts
     assert monitor_tasks["trigger_retrain"]["state"] == "skipped"
-    # The second retrain found its model already in production: still one version.
+    # The second retrain found nothing changed (its check short-circuits) or its model
+    # already in production: still one version.
     assert [each["version"] for each in registry.versions()] == [registry.production()["version"]]
     assert not scheduler["local_s3_dir"].exists()
