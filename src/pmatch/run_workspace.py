@@ -57,15 +57,15 @@ def run_folder_name(run_id: str) -> str:
 
 
 def project_files(root: str | Path) -> list[str]:
-    """The project files a run needs (relative paths, sorted): in a git repository the tracked
-    ones among RUN_FILES, RUN_FOLDERS and *.dvc files, read from the working tree (so the
-    params and lock of the moment count); outside git (an image's release folder) the same
-    names found on disk."""
+    """The project files a run needs (relative paths, sorted), read from the working tree (so
+    the params and lock of the moment count): RUN_FILES where they exist, and the files under
+    RUN_FOLDERS and the *.dvc files that git tracks (outside git, as in an image's release
+    folder, those found on disk), so nothing untracked in src/ reaches a run."""
     root = Path(root)
     tracked = _git(root, "ls-files", "-z")
     if tracked is not None:
         candidates = [path for path in tracked.split("\0") if path]
-        # dvc.lock may be left out of git; the working tree's is the pipeline's state.
+        # dvc.lock (the pipeline's state) and .dvcignore count even where git does not track them.
         candidates += [name for name in RUN_FILES if (root / name).is_file()]
     else:
         candidates = [name for name in RUN_FILES if (root / name).is_file()]
