@@ -184,6 +184,21 @@ def hand_over(workspace: str | Path, run_id: str, registry, stages: list[str]) -
     registry.upload_file(workspace / LOCK_FILE, RUNS_FOLDER, run_folder_name(run_id), LOCK_FILE)
 
 
+def run_stage(
+    stage: str, run_id: str, registry, settings, base_dir: str | Path, force: bool = False
+) -> Path:
+    """One DVC stage task of an isolated run, on whatever machine runs it: opens the run's
+    workspace under base_dir, runs `dvc repro --pull STAGE` there (upstream stages' outputs
+    come from the DVC remote; force as in pipeline.repro), then hands the outputs and
+    dvc.lock over. Returns the workspace."""
+    from pmatch.pipeline import repro
+
+    workspace = open_workspace(run_id, registry, settings, base_dir)
+    repro(stage, project_dir=workspace, force=force, pull=True)
+    hand_over(workspace, run_id, registry, [stage])
+    return workspace
+
+
 def put_file(path: str | Path, run_id: str, registry, name: str) -> str:
     """Hands over one small file that is no DVC output (the gate's decision, say) under
     runs/<run>/<name>; returns its URI."""

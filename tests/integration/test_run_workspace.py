@@ -38,8 +38,7 @@ def runs(local_s3, tmp_path):
 
 
 def test_tasks_on_two_machines_hand_over_through_s3_and_runs_stay_apart(runs, tmp_path, capsys):
-    from pmatch.pipeline import repro
-    from pmatch.run_workspace import hand_over, open_workspace, snapshot
+    from pmatch.run_workspace import open_workspace, run_stage, snapshot
 
     project, settings, registry = runs
     first = snapshot(project, "manual__run/1", registry)
@@ -60,14 +59,15 @@ def test_tasks_on_two_machines_hand_over_through_s3_and_runs_stay_apart(runs, tm
         yaml.safe_load((on_a / "params.yaml").read_text())["validate"]["min_title_chars"]
         == params["validate"]["min_title_chars"] - 1
     )
-    repro("validate", project_dir=on_a, pull=True)
-    hand_over(on_a, "manual__run/1", registry, ["validate"])
+    assert (
+        run_stage("validate", "manual__run/1", registry, settings, tmp_path / "machine-a") == on_a
+    )
     capsys.readouterr()
 
     # Machine B, with no folder in common, gets validate's outputs from S3 without running it.
     on_b = open_workspace("manual__run/1", registry, settings, tmp_path / "machine-b")
     assert not (on_b / "reports").exists()
-    repro("validate", project_dir=on_b, pull=True)
+    run_stage("validate", "manual__run/1", registry, settings, tmp_path / "machine-b")
     said = capsys.readouterr().out
     assert "Running stage" not in said, said
     summary = json.loads((on_b / "reports/validate/summary.json").read_text())
