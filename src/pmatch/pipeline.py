@@ -332,8 +332,14 @@ def retrain_check(
 
     space = workspace(project_dir)
     params = load_params(space.params)
+    catalog = space.resolve(params.data.catalog)
+    if not (catalog / "catalog.csv").is_file():
+        # A stage may build it (the sample), or validate will say what is missing.
+        message = f"no catalogue at {catalog} yet: running the stages"
+        print(f"retrain check: {message}", flush=True)
+        return {"retrain": True, "message": message, "data_version": None}
     current = {
-        "data_version": catalog_version(space.resolve(params.data.catalog)),
+        "data_version": catalog_version(catalog),
         "params_sha256": sha256_bytes(space.params),
         "code_sha256": code_sha256(space.root),
     }
