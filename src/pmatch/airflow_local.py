@@ -139,12 +139,18 @@ def start(project: Path, say=print) -> None:
 
 
 def stop(project: Path, say=print) -> None:
-    """Stops Airflow (standalone and every process it started) and the S3 server that
-    start() left running for project, and waits until their ports are free. Running it
+    """Stops Airflow (standalone and every process it started, or the components
+    start_components() started in the project's Airflow home) and the S3 server that start()
+    left running for project, and waits until their ports are free. Running it
     when nothing runs does nothing."""
     home = airflow_home(project)
     stopped_any = False
-    for name, marker in (("airflow", "standalone"), ("s3", "serve-s3")):
+    processes = (
+        ("airflow", "standalone"),
+        *((component, f"airflow {component}") for component in COMPONENTS),
+        ("s3", "serve-s3"),
+    )
+    for name, marker in processes:
         pid_file = home / f"{name}.pid"
         count, ports = _stop_tree(pid_file, marker)
         pid_file.unlink(missing_ok=True)
@@ -198,7 +204,9 @@ def _spawn_detached(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    pid_path.write_text(f"{process.pid}\n")
+    # With its start time: some components retitle themselves (`airflow api_server -- ...`), so
+    # the command line cannot tell the process from another that got the pid later.
+    pid_path.write_text(f"{process.pid} {_start_time(process.pid)}\n")
     return process
 
 
@@ -238,23 +246,96 @@ def _start_airflow(home: Path, environment: dict[str, str], url: str, say) -> No
         home / "airflow.pid",
         environment,
     )
+    _wait_for_api(url, {"standalone": process}, home)
+
+
+# The processes of a deployment without `standalone`, each started on its own; the order is
+# the order they start in. The API server comes last: start_components waits for it.
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+
+
+def start_components(
+    environment: dict[str, str], components: tuple[str, ...] = COMPONENTS, say=print
+) -> str:
+    """Migrates the metadata DB (`airflow db migrate`), then starts each Airflow component
+    (`airflow scheduler`, `airflow dag-processor`, ...) in its own session, and waits until
+    the API answers and says the scheduler and DAG processor are healthy. Returns the API's
+    URL. stop_components() stops them.
+
+    environment: the components' environment (airflow_environment(), plus any overrides);
+    its AIRFLOW_HOME holds the logs (`<component>.log`) and pid files, its
+    AIRFLOW__API__PORT the API's port. components: which ones to start.
+    """
+    home = Path(environment["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    url = f"http://localhost:{environment['AIRFLOW__API__PORT']}"
+    airflow = str(Path(sys.executable).parent / "airflow")
+    project = Path(environment.get("PMATCH_PROJECT_DIR") or home)
+    say(f"migrating the metadata DB in {home}")
+    migrated = subprocess.run(
+        [airflow, "db", "migrate"], env=environment, cwd=project, capture_output=True, text=True
+    )
+    if migrated.returncode != 0:
+        last = [line for line in migrated.stderr.splitlines() if line.strip()][-1:] or ["-"]
+        raise LocalAirflowError(f"`airflow db migrate` failed in {home}: {last[0]}")
+    processes = {}
+    for component in components:
+        say(f"starting airflow {component} (log: {home / (component + '.log')})")
+        processes[component] = _spawn_detached(
+            [airflow, component],
+            project,
+            home / f"{component}.log",
+            home / f"{component}.pid",
+            environment,
+        )
+    _wait_for_api(url, processes, home, require=("scheduler", "dag_processor"))
+    return url
+
+
+def stop_components(home: Path, components: tuple[str, ...] = COMPONENTS) -> int:
+    """Stops the components start_components() started in home (each one's process group
+    and descendants, SIGKILL after STOP_TIMEOUT_SECONDS) and waits until their ports are
+    free; returns how many processes were stopped."""
+    stopped = 0
+    for component in components:
+        pid_file = home / f"{component}.pid"
+        count, _ = _stop_tree(pid_file, f"airflow {component}")
+        pid_file.unlink(missing_ok=True)
+        stopped += count
+    return stopped
+
+
+def _wait_for_api(
+    url: str, processes: dict[str, subprocess.Popen], home: Path, require: tuple[str, ...] = ()
+) -> None:
+    """Waits until url's health endpoint answers 200 and names each component of require
+    healthy; fails when one of processes exits first, naming its log."""
+    import json
+
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + AIRFLOW_STARTUP_TIMEOUT_SECONDS
+    health = {}
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise LocalAirflowError(
-                f"airflow standalone exited with code {process.returncode}; see {log_path}."
-            )
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise LocalAirflowError(
+                    f"airflow {name} exited with code {process.returncode}; "
+                    f"see {home / (name + '.log')}."
+                )
         try:
             with opener.open(f"{url}/api/v2/monitor/health", timeout=2) as response:
-                if response.status == 200:
+                health = json.loads(response.read() or b"{}")
+                if response.status == 200 and all(
+                    (health.get(part) or {}).get("status") == "healthy" for part in require
+                ):
                     return
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, ValueError):
             pass
         time.sleep(1)
     raise LocalAirflowError(
-        f"Airflow's API did not answer on {url} within {AIRFLOW_STARTUP_TIMEOUT_SECONDS:g} s; "
-        f"see {log_path}."
+        f"Airflow's API on {url} did not report {', '.join(require) or 'itself'} healthy within "
+        f"{AIRFLOW_STARTUP_TIMEOUT_SECONDS:g} s (last health: {health or 'no answer'}); "
+        f"see the logs in {home}."
     )
 
 
@@ -269,18 +350,30 @@ def _running(pid_file: Path, marker: str) -> bool:
 
 
 def _leader(pid_file: Path, marker: str):
-    """The process pid_file names, when it runs and its command line contains marker
-    (a pid left from an earlier boot may belong to another program by now)."""
+    """The process pid_file names, when it still runs: the same process, started at the
+    time the file records (a pid may belong to another program by now), or, for a file
+    without a start time, one whose command line contains marker."""
     import psutil
 
     try:
-        pid = int(pid_file.read_text().split()[0])
-        process = psutil.Process(pid)
-        if marker in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+        fields = pid_file.read_text().split()
+        process = psutil.Process(int(fields[0]))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if len(fields) > 1:
+            return process if fields[1] == _start_time(process.pid) else None
+        if marker in " ".join(process.cmdline()):
             return process
     except (OSError, ValueError, IndexError, psutil.Error):
         pass
     return None
+
+
+def _start_time(pid: int) -> str:
+    """When process pid started, as text that is the same each time it is read."""
+    import psutil
+
+    return f"{psutil.Process(pid).create_time():.2f}"
 
 
 def _stop_tree(pid_file: Path, marker: str) -> tuple[int, set[int]]:

@@ -34,19 +34,25 @@ def workspace(project_dir: str | Path | None = None) -> Workspace:
     return Workspace(Path(project_dir).resolve())
 
 
-def repro(stage: str, project_dir: str | Path | None = None, force: bool = False) -> str:
+def repro(
+    stage: str, project_dir: str | Path | None = None, force: bool = False, pull: bool = False
+) -> str:
     """Runs `dvc repro STAGE` in the project folder, streaming its output line by line.
 
     DVC skips the stage when its deps, params and code are unchanged, unless force (`dvc
     repro --force --single-item`: this stage runs again, its upstream as DVC decides).
-    Returns the stage name.
+    pull (`dvc repro --pull`): a stage that is unchanged but misses its data pulls it from
+    the DVC remote instead of running again, as a task in an isolated run's workspace needs
+    (pmatch.run_workspace). Returns the stage name.
     """
     if stage not in DVC_STAGES:
         raise ValueError(f"unknown dvc stage {stage!r}; stages are {', '.join(DVC_STAGES)}")
     root = workspace(project_dir).root
-    forced = ["--force", "--single-item"] if force else []
-    command = [sys.executable, "-m", "dvc", "repro", *forced, stage]
-    print(f"$ dvc repro {' '.join([*forced, stage])}  (in {root})", flush=True)
+    options = ["--force", "--single-item"] if force else []
+    if pull:
+        options.append("--pull")
+    command = [sys.executable, "-m", "dvc", "repro", *options, stage]
+    print(f"$ dvc repro {' '.join([*options, stage])}  (in {root})", flush=True)
     # dvc.yaml's commands call `pmatch`: make sure this environment's scripts come first.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     process = subprocess.Popen(

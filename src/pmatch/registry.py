@@ -342,6 +342,11 @@ class ModelRegistry:
             )
         return document
 
+    def read_file(self, *parts: str) -> bytes | None:
+        """The object at the key of parts (under the prefix), or None when there is none."""
+        found = self._get(self.key(*parts))
+        return None if found is None else found[0]
+
     def upload_file(self, path: str | Path, *parts: str) -> str:
         key = self.key(*parts)
         with self._translated(key):

@@ -13,31 +13,11 @@ import urllib.request
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.integration.airflow_api import AirflowApi
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RUN_TIMEOUT_SECONDS = 240
-
-
-class Api:
-    """Airflow 3's REST API with a JWT from /auth/token."""
-
-    def __init__(self, base_url: str, password: str):
-        self.base_url = base_url
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self.token = None
-        self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password})[
-            "access_token"
-        ]
-
-    def call(self, method: str, path: str, body: dict | None = None):
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data, headers, method=method)
-        with self.opener.open(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
 
 
 @pytest.fixture
@@ -61,9 +41,9 @@ def deployment(retrained, monkeypatch):
     home = airflow_home(project)
     try:
         start(project)
-        leader = psutil.Process(int((home / "airflow.pid").read_text()))
+        leader = psutil.Process(int((home / "airflow.pid").read_text().split()[0]))
         password_file = home / "simple_auth_manager_passwords.json.generated"
-        api = Api(f"http://localhost:{port}", json.loads(password_file.read_text())["admin"])
+        api = AirflowApi(f"http://localhost:{port}", json.loads(password_file.read_text())["admin"])
         yield project, api, leader
     finally:
         stop(project)

@@ -51,3 +51,31 @@ def test_stop_when_nothing_runs_is_harmless(tmp_path: Path, capsys):
     assert main(["stop", "--project", str(tmp_path)]) == 0
     assert main(["stop", "--project", str(tmp_path)]) == 0
     assert "nothing to stop" in capsys.readouterr().out
+
+
+def test_stop_finds_a_process_that_retitled_itself_and_spares_a_reused_pid(tmp_path: Path):
+    """Airflow's API server renames itself (`airflow api_server -- ...`); stop goes by the
+    pid file's start time, not the command line, so it still stops it, and it leaves alone
+    a process that got the pid of one that is gone."""
+    import sys
+
+    from pmatch.airflow_local import _leader, _spawn_detached, _stop_tree
+
+    pid_file = tmp_path / "api-server.pid"
+    process = _spawn_detached(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        tmp_path,
+        tmp_path / "api-server.log",
+        pid_file,
+    )
+    try:
+        assert _leader(pid_file, "airflow api-server").pid == process.pid
+        pid, start_time = pid_file.read_text().split()
+        (tmp_path / "reused.pid").write_text(f"{pid} {float(start_time) - 100:.2f}\n")
+        assert _leader(tmp_path / "reused.pid", "airflow api-server") is None
+        count, _ = _stop_tree(pid_file, "airflow api-server")
+        assert count == 1
+        assert process.wait(timeout=10) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,129 @@
+"""The DAGs under a real scheduler, as an operator runs them: runs triggered over the REST
+API with and without a logical date run to the end and reach S3 through the Airflow
+connection, two runs go at once without colliding, and a failed task fires the notifier."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import datetime
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# A retrain run whose DVC stages are up to date, and a monitoring run, take a minute or two
+# each on a busy 2-core machine; a task that fails retries after 2 minutes, which this outlasts.
+RUNS_TIMEOUT_SECONDS = 300
+# The logical date the dated runs get, and the day of the incoming batch they score.
+LOGICAL_DATE = "2026-12-01T06:00:00Z"
+
+
+def _seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture(scope="module")
+def first_runs(scheduler):
+    """At once: a pmatch_retrain run triggered without a logical date (the REST API's
+    default) into an empty registry, and a pmatch_check run told to fail; followed to the end."""
+    api = scheduler["api"]
+    for dag_id in ("pmatch_retrain", "pmatch_monitor", "pmatch_check"):
+        api.wait_for_dag(dag_id, timeout=120)
+    retrain = api.trigger("pmatch_retrain", conf={"reason": "scheduler test"})
+    check = api.trigger("pmatch_check", LOGICAL_DATE, conf={"fail": True})
+    deadline = time.monotonic() + RUNS_TIMEOUT_SECONDS
+    check_state, check_tasks = api.wait_for_run("pmatch_check", check["dag_run_id"], deadline)
+    retrain_state, retrain_tasks = api.wait_for_run(
+        "pmatch_retrain", retrain["dag_run_id"], deadline
+    )
+    return {
+        "retrain": (retrain, retrain_state, retrain_tasks),
+        "check": (check, check_state, check_tasks),
+    }
+
+
+@pytest.fixture(scope="module")
+def concurrent_runs(scheduler, first_runs):
+    """At once, once production exists: a pmatch_monitor run and a pmatch_retrain run, both
+    with a logical date, both using S3; followed to the end."""
+    project, api = scheduler["project"], scheduler["api"]
+    shutil.copytree(
+        project / "data/sample/batches/unshifted", project / "incoming" / LOGICAL_DATE[:10]
+    )
+    monitor = api.trigger("pmatch_monitor", LOGICAL_DATE)
+    retrain = api.trigger("pmatch_retrain", LOGICAL_DATE, conf={"reason": "second run"})
+    deadline = time.monotonic() + RUNS_TIMEOUT_SECONDS
+    return {
+        "monitor": (monitor, *api.wait_for_run("pmatch_monitor", monitor["dag_run_id"], deadline)),
+        "retrain": (retrain, *api.wait_for_run("pmatch_retrain", retrain["dag_run_id"], deadline)),
+    }
+
+
+def test_a_retrain_triggered_without_a_logical_date_deploys_through_the_connection(
+    scheduler, first_runs
+):
+    run, state, tasks = first_runs["retrain"]
+    assert run["logical_date"] is None
+    assert state == "success", {task: each["state"] for task, each in tasks.items()}
+    states = {task: each["state"] for task, each in tasks.items()}
+    assert set(states) >= {"validate", "preprocess", "train", "evaluate", "gate", "deploy"}
+    assert set(states.values()) == {"success"}, states
+    registry = scheduler["registry"]
+    production = registry.production()
+    assert production is not None, "deploy succeeded but no production pointer in S3"
+    manifest = registry.manifest(production["version"])
+    assert manifest["run_id"] == run["dag_run_id"]
+    assert "scheduler test" in manifest["reason"]
+    # Dated by run_after, the time the run was due, as it has no logical date.
+    assert manifest["created_at"][:10] == run["run_after"][:10]
+    decision = json.loads((scheduler["project"] / "reports/gate/decision.json").read_text())
+    assert decision["run_id"] == run["dag_run_id"]
+    # No task started an S3 server of its own: the connection's endpoint served them all.
+    assert not scheduler["local_s3_dir"].exists()
+
+
+def test_a_failed_task_fires_the_failure_notifier(scheduler, first_runs):
+    run, state, tasks = first_runs["check"]
+    assert state == "failed"
+    assert tasks["fail_on_request"]["state"] == "failed"
+    log = scheduler["home"] / "pmatch_failures.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    ours = [record for record in records if record["run_id"] == run["dag_run_id"]]
+    task_record = next(record for record in ours if record["scope"] == "task")
+    assert task_record["task_id"] == "fail_on_request"
+    assert "failed on request" in task_record["exception"]
+    assert [record["scope"] for record in ours].count("run") == 1
+
+
+def test_two_runs_at_once_both_reach_s3(scheduler, concurrent_runs):
+    monitor, monitor_state, monitor_tasks = concurrent_runs["monitor"]
+    retrain, retrain_state, retrain_tasks = concurrent_runs["retrain"]
+    assert monitor_state == "success", {task: each["state"] for task, each in monitor_tasks.items()}
+    assert retrain_state == "success", {task: each["state"] for task, each in retrain_tasks.items()}
+    # Both ran at the same time: some task of one overlapped some task of the other.
+    intervals = [
+        (_seconds(each["start_date"]), _seconds(each["end_date"]))
+        for each in [*monitor_tasks.values(), *retrain_tasks.values()]
+        if each["start_date"] and each["end_date"]
+    ]
+    monitor_start, monitor_end = (
+        _seconds(monitor_tasks["monitor"]["start_date"]),
+        _seconds(monitor_tasks["monitor"]["end_date"]),
+    )
+    assert any(
+        start < monitor_end and monitor_start < end
+        for start, end in intervals[len(monitor_tasks) :]
+    ), "the monitoring run's task overlapped no task of the retrain run"
+    # The monitoring run scored the batch of its logical date and wrote its verdict to S3.
+    registry = scheduler["registry"]
+    verdicts = [
+        each for each in registry.monitoring_verdicts() if each["run_id"] == monitor["dag_run_id"]
+    ]
+    assert len(verdicts) == 1 and verdicts[0]["drift"] is False, verdicts
+    assert monitor_tasks["trigger_retrain"]["state"] == "skipped"
+    # The second retrain found nothing changed (its check short-circuits) or its model
+    # already in production: still one version.
+    assert [each["version"] for each in registry.versions()] == [registry.production()["version"]]
+    assert not scheduler["local_s3_dir"].exists()

@@ -1,0 +1,73 @@
+"""pmatch.run_workspace without S3: which project files a run takes, reproducible archives,
+folder names that never collide."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+
+from pmatch.run_workspace import _pack, project_files, run_folder_name
+from tests.conftest import run
+
+
+def _project(folder):
+    (folder / "src/pmatch/__pycache__").mkdir(parents=True)
+    (folder / ".dvc").mkdir()
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", "README.md"):
+        (folder / name).write_text(f"{name}\n")
+    (folder / "src/pmatch/__init__.py").write_text("")
+    (folder / "src/pmatch/__pycache__/__init__.cpython-311.pyc").write_bytes(b"\0")
+    (folder / "data").mkdir()
+    (folder / "data/catalog.dvc").write_text("outs: []\n")
+    (folder / "data/catalog.csv").write_text("product_id\n")
+    return folder
+
+
+EXPECTED = [
+    ".dvc/config",
+    ".dvcignore",
+    "data/catalog.dvc",
+    "dvc.yaml",
+    "params.yaml",
+    "src/pmatch/__init__.py",
+]
+
+
+def test_without_git_the_run_takes_the_pipeline_params_package_and_dvc_files(tmp_path):
+    assert project_files(_project(tmp_path)) == EXPECTED
+
+
+def test_in_git_only_tracked_package_files_count_and_the_pipeline_files_always(tmp_path):
+    project = _project(tmp_path)
+    run(["git", "init", "-q"], project)
+    run(["git", "add", "dvc.yaml", "params.yaml", ".dvc/config", "src/pmatch/__init__.py"], project)
+    (project / "dvc.lock").write_text("schema: '2.0'\n")
+    (project / "src/pmatch/scratch.py").write_text("")  # Untracked: stays out.
+    assert project_files(project) == [
+        ".dvc/config",
+        ".dvcignore",
+        "dvc.lock",
+        "dvc.yaml",
+        "params.yaml",
+        "src/pmatch/__init__.py",
+    ]
+
+
+def test_the_same_files_pack_to_the_same_bytes(tmp_path):
+    first = _project(tmp_path / "first")
+    second = tmp_path / "second"
+    shutil.copytree(first, second)
+    (second / "params.yaml").touch()  # Another modification time, the same content.
+    files = project_files(first)
+    assert _pack(first, files) == _pack(second, files)
+    with tarfile.open(fileobj=io.BytesIO(_pack(first, files)), mode="r:gz") as archive:
+        assert archive.getnames() == files
+
+
+def test_run_ids_that_differ_only_in_unsafe_characters_get_their_own_folders():
+    assert run_folder_name("manual__2026-12-07T02:10:00+00:00") != run_folder_name(
+        "manual__2026-12-07T02_10_00_00_00"
+    )
+    assert run_folder_name("scheduled__x").startswith("scheduled__x-")
+    assert "/" not in run_folder_name("a/../../b") and ".." not in run_folder_name("..")
