@@ -128,7 +128,18 @@ def test_reports_are_saved_locally_and_in_s3(monitored):
     bucket, _, prefix = verdict["s3_uri"].removeprefix("s3://").partition("/")
     listing = registry.client.list_objects_v2(Bucket=bucket, Prefix=prefix)
     names = {item["Key"].rsplit("/", 1)[-1] for item in listing["Contents"]}
-    assert names == {"drift.html", "drift.json", "verdict.json", "scores.csv"}
+    assert names == {"drift.html", "drift.json", "verdict.json", "scores.csv", "suspects.html"}
+    # The report opens with pmatch's header: the model, the delivery and what happens next.
+    page = Path(verdict["report_html"]).read_text()
+    assert verdict["model_version"] in page and verdict["next_step"] in page
+    history = registry.client.list_objects_v2(
+        Bucket=bucket, Prefix=registry.key("monitoring", "history")
+    )
+    assert {item["Key"].rsplit("/", 1)[-1] for item in history.get("Contents", [])} >= {
+        "history.html",
+        "history.csv",
+        "history.png",
+    }
 
 
 def test_a_run_without_a_delivery_is_skipped_not_failed(retrained):
