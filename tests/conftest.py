@@ -84,7 +84,7 @@ def make_project(folder: Path, params_overrides: dict) -> Path:
 
 # A project small enough to train in seconds, big enough that the model learns.
 SMALL_PROJECT = {
-    "sample": {"products": 600, "seed": 11, "batch_pairs": 240, "delivery_products": 3},
+    "sample": {"products": 600, "seed": 11, "batch_pairs": 240, "delivery_listings": 3},
     # Trains on the sample catalogue itself; the data loop's tests ingest deliveries.
     "data": {"catalog": "data/sample"},
     "train": {"num_epochs": 30},

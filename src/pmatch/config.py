@@ -58,7 +58,7 @@ class SampleParams:
     products: AtLeastOne
     seed: Seed
     batch_pairs: AtLeastOne
-    delivery_products: AtLeastOne
+    delivery_listings: AtLeastOne
 
 
 @dataclass(**_SECTION)

@@ -1,4 +1,4 @@
-"""The main job (`make run`): sample catalogue, retraining DAG, monitoring DAG twice, summary.
+"""The main job (`make run`): the sample's deliveries through ingest, retraining and monitoring.
 
 It runs the real DAGs in-process with `dag.test()` on a SQLite Airflow metadata DB under
 .airflow/, against the configured S3 or, by default, the embedded local S3 server.
@@ -16,12 +16,8 @@ from pathlib import Path
 
 from pmatch.config import load_params, load_settings
 from pmatch.monitor.decide import safe_name
-from pmatch.pipeline import ingest, repro, workspace
+from pmatch.pipeline import repro, workspace
 from pmatch.storage import open_registry, s3_settings
-
-# The deliveries the main job watches (name, pmatch.sample.shifts shift): one like the
-# catalogue, one with darker photos.
-DELIVERIES = (("unshifted", "none"), ("dark", "dark"))
 
 
 def configure_airflow(root: Path) -> None:
@@ -81,6 +77,7 @@ def describe_run(dag_id: str, run_id: str) -> dict:
 
 
 def queued_runs(dag_id: str) -> list[str]:
+    """The ids of dag_id's runs waiting for a scheduler (a TriggerDagRunOperator's, say)."""
     from airflow.models import DagRun
     from airflow.utils.session import create_session
 
@@ -90,14 +87,28 @@ def queued_runs(dag_id: str) -> list[str]:
 
 
 def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
-    """Runs the whole loop once and returns the summary it also prints."""
+    """Runs the loop once over the sample's deliveries and returns the summary it also prints.
+
+    1. `dvc repro sample`: the catalogue and the dated deliveries in data/inbox;
+    2. the first delivery (the catalogue itself) through pmatch_ingest, then pmatch_retrain:
+       validate, train, gate, deploy;
+    3. each later delivery through pmatch_ingest (quarantine, a new data version) and
+       pmatch_monitor (drift signals; with reviewed labels, the labelled F1 decides); when its
+       verdict starts a retrain, the pmatch_retrain run it triggered (run here, as a
+       scheduler would);
+    4. the weekly pmatch_retrain on the data version holding every delivery;
+    5. both models' F1 on the last shifted delivery, which neither was trained on.
+    Every run is dated by its delivery (the run's logical date), never by the clock, so a
+    second job repeats the same runs: every delivery is already ingested and the model for
+    the data version is already in production, so it adds no model version.
+    """
+    from pmatch.sample.deliveries import DELIVERIES, INITIAL_DELIVERY
+
     space = workspace(project_dir)
     configure_airflow(space.root)
     params = load_params(space.params)
-    # The job's date is when it starts; every run in it uses that date, never the clock again.
-    run_date = datetime.now(UTC).replace(microsecond=0)
     timings: dict[str, float] = {}
-    summary: dict = {"run_date": run_date.isoformat()}
+    summary: dict = {"deliveries": [], "retrains": []}
 
     def timed(name: str, function, *args, **kwargs):
         log(f"==> {name}")
@@ -114,60 +125,100 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
         registry = open_registry(settings)
         before = registry.production()
         summary["production_before"] = before["version"] if before else None
-        if before:
-            log(f"production model before this run: {before['version']} ({before['uri']})")
-        else:
-            log("no production model yet: this run's model is the first candidate")
-
-        if Path(params.data.catalog) == Path("data/sample"):
-            timed("sample catalogue", repro, "sample", space.root)
-        elif Path(params.data.catalog) == Path("data/catalog"):
-            # The sample's inbox holds dated deliveries; the first one (2026-01-01) is the
-            # initial catalogue, which comes in through ingest like every later delivery.
-            timed("sample catalogue and deliveries", repro, "sample", space.root)
-            if not space.resolve(params.data.catalog).exists():
-                summary["ingest"] = timed("ingest the first delivery", ingest, None, space.root)
-        timed("airflow db migrate", migrate_airflow_db)
-        retrain = timed("pmatch_retrain", run_dag, "pmatch_retrain", run_date)
-        summary["retrain"] = retrain
-        if retrain["state"] != "success":
-            failed = [name for name, task in retrain["tasks"].items() if "failed" in task["state"]]
+        summary["versions_before"] = len(registry.versions())
+        log(
+            f"production model before this run: {before['version']}"
+            if before
+            else "no production model yet: the first delivery's model is the first candidate"
+        )
+        if Path(params.data.catalog) != Path("data/catalog"):
             raise RuntimeError(
-                f"pmatch_retrain run {retrain['run_id']} ended {retrain['state']} (failed: "
-                f"{', '.join(failed) or 'unknown'}); its task output above says why"
+                f"params.yaml data.catalog is {params.data.catalog}: the main job tells the "
+                "story of the sample's deliveries ingested into data/catalog; train on another "
+                "catalogue with `dvc repro` or `dvc exp run -S data.catalog=...`"
             )
-        summary["metrics"] = json.loads((space.evaluate_dir / "metrics.json").read_text())
-        summary["gate"] = json.loads(space.gate_file.read_text())
-        after = registry.production()
-        deployed = after and after["version"] != (before or {}).get("version")
-        summary["deployed"] = after["uri"] if deployed else None
-        summary["production_after"] = after["version"] if after else None
+        timed("sample catalogue and deliveries", repro, "sample", space.root)
+        timed("airflow db migrate", migrate_airflow_db)
+        inbox = space.root / "data" / "inbox"
+        kinds = {INITIAL_DELIVERY: "catalogue", **dict(DELIVERIES)}
 
-        summary["monitor"] = {}
-        queued_before = set(queued_runs("pmatch_retrain"))
-        from pmatch.sample.shifts import write_delivery
+        def retrain(moment: datetime, reason: str, label: str) -> dict:
+            run = timed(label, run_dag, "pmatch_retrain", moment, {"reason": reason})
+            _require_success(run)
+            record = {"reason": reason, "run": run, **_retrain_outcome(space, run, registry)}
+            summary["retrains"].append(record)
+            return record
 
-        for offset, (batch, shift) in enumerate(DELIVERIES):
-            batch_dir = write_delivery(
-                space.root / "data" / "inbox" / batch,
-                shift=shift,
-                listings=params.sample.batch_pairs,
-                seed=params.sample.seed,
-            )
-            monitor_run = timed(
-                f"pmatch_monitor ({batch})",
+        for name, kind in kinds.items():
+            day = datetime.fromisoformat(name).replace(tzinfo=UTC)
+            folder = inbox / name
+            ingest_run = timed(
+                f"pmatch_ingest ({name})",
                 run_dag,
-                "pmatch_monitor",
-                run_date + timedelta(seconds=offset),
-                {"delivery": str(batch_dir)},
+                "pmatch_ingest",
+                day,
+                {"delivery": str(folder)},
             )
-            verdict_path = (
-                space.monitor_dir / batch / safe_name(monitor_run["run_id"]) / "verdict.json"
+            _require_success(ingest_run)
+            ingested = json.loads(
+                (space.root / "reports" / "ingest" / name / "ingest.json").read_text()
             )
-            verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else {}
-            summary["monitor"][batch] = {"run": monitor_run, "verdict": verdict}
-        summary["retrain_runs_queued_by_drift"] = sorted(
-            set(queued_runs("pmatch_retrain")) - queued_before
+            row = {
+                "delivery": name,
+                "kind": kind,
+                "rows": ingested["rows"],
+                "accepted": ingested["accepted"],
+                "quarantined": ingested["quarantined"],
+                "data_version": ingested["data_version"],
+                "verdict": None,
+            }
+            if name == INITIAL_DELIVERY:
+                retrain(
+                    day + timedelta(hours=1),
+                    f"initial catalogue (delivery {name})",
+                    "pmatch_retrain (initial)",
+                )
+            else:
+                monitor_run = timed(
+                    f"pmatch_monitor ({name})",
+                    run_dag,
+                    "pmatch_monitor",
+                    day + timedelta(hours=1),
+                    {"delivery": str(folder)},
+                )
+                _require_success(monitor_run)
+                verdict_path = (
+                    space.monitor_dir / name / safe_name(monitor_run["run_id"]) / "verdict.json"
+                )
+                verdict = json.loads(verdict_path.read_text())
+                row["verdict"] = verdict
+                if verdict.get("retrain"):
+                    retrain(
+                        day + timedelta(hours=2),
+                        verdict["retrain_reason"],
+                        f"pmatch_retrain (drift, {name})",
+                    )
+            production = registry.production()
+            row["production"] = production["version"] if production else None
+            summary["deliveries"].append(row)
+
+        last = datetime.fromisoformat(list(kinds)[-1]).replace(tzinfo=UTC)
+        retrain(
+            last + timedelta(days=1),
+            "weekly: the data version holding every delivery",
+            "pmatch_retrain (weekly)",
+        )
+        after = registry.production()
+        summary["production_after"] = after["version"] if after else None
+        summary["versions_after"] = len(registry.versions())
+        summary["models_on_shifted_data"] = timed(
+            "F1 on the last shifted delivery",
+            _models_on_shifted_data,
+            space,
+            registry,
+            summary,
+            inbox,
+            DELIVERIES,
         )
     summary["timings_seconds"] = timings
     summary_path = space.root / "reports" / "main_job_summary.json"
@@ -178,62 +229,128 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
     return summary
 
 
+def _require_success(run: dict) -> None:
+    if run["state"] != "success":
+        failed = [name for name, task in run["tasks"].items() if "failed" in task["state"]]
+        raise RuntimeError(
+            f"{run['dag_id']} run {run['run_id']} ended {run['state']} (failed: "
+            f"{', '.join(failed) or 'unknown'}); its task output above says why"
+        )
+
+
+def _retrain_outcome(space, run: dict, registry) -> dict:
+    """What a finished pmatch_retrain run did: skipped (nothing changed), or the gate's
+    decision and the version in production afterwards."""
+    production = registry.production()
+    outcome = {"production": production["version"] if production else None}
+    if run["tasks"].get("gate", {}).get("state") != "success":
+        outcome["skipped"] = True
+        return outcome
+    outcome["skipped"] = False
+    outcome["metrics"] = json.loads((space.evaluate_dir / "metrics.json").read_text())
+    outcome["gate"] = json.loads(space.gate_file.read_text())
+    return outcome
+
+
+def _models_on_shifted_data(space, registry, summary: dict, inbox: Path, deliveries) -> dict:
+    """The labelled F1 of the first deployed model and of production now on the last
+    delivery of the shift (new product kinds), which neither model was trained on when it
+    arrived: each listing's photo with its own title, at each model's own threshold."""
+    from sklearn.metrics import f1_score
+
+    from pmatch.catalog.format import read_catalog
+    from pmatch.features.store import open_default_store
+    from pmatch.model.inference import Matcher
+    from pmatch.monitor.reference import describe_listings
+
+    shifted = [name for name, kind in deliveries if kind not in ("none", "bad_rows")]
+    first = next((record["production"] for record in summary["retrains"]), None)
+    current = summary["production_after"]
+    if not shifted or first is None or current is None:
+        return {}
+    folder = inbox / shifted[-1]
+    frame = read_catalog(folder)
+    result = {"delivery": shifted[-1]}
+    for role, version in (("first_model", first), ("production_model", current)):
+        matcher = Matcher.load(
+            registry.download(version, space.model_cache), feature_store=open_default_store()
+        )
+        scored = describe_listings(matcher, folder, frame).frame
+        labels = scored["label"].astype(int)
+        predicted = (scored["score"] >= matcher.threshold).astype(int)
+        result[role] = {"version": version, "f1": round(float(f1_score(labels, predicted)), 4)}
+    return result
+
+
 def format_summary(summary: dict, root: Path) -> str:
-    metrics, gate = summary["metrics"], summary["gate"]
-    skipped = summary["retrain"]["tasks"].get("gate", {}).get("state") == "skipped"
     lines = [
         "",
         "pmatch main job summary",
         "=======================",
-        f"retrain DAG run   {summary['retrain']['run_id']}: {summary['retrain']['state']}",
-        f"test F1           {metrics['f1']:.4f}  (precision {metrics['precision']:.4f}, "
-        f"recall {metrics['recall']:.4f}, ROC-AUC {metrics['roc_auc']:.4f}, threshold {metrics['threshold']:.3f})",
-        f"production before {summary['production_before'] or 'none'}",
-        f"gate              {'DEPLOY' if gate['deploy'] else 'NO DEPLOY'}: {'; '.join(gate['reasons'])}"
-        if not skipped
-        else "gate              skipped: data version, params and code equal production's "
-        "(the metrics above are the last evaluation's)",
-        f"same test pairs   {_comparison(gate) if not skipped else 'not compared (nothing to retrain)'}",
-        f"deployed          {summary['deployed'] or 'nothing (production unchanged)'}",
-        f"production now    {summary['production_after'] or 'none'}",
+        f"production before  {summary['production_before'] or 'none'} "
+        f"({summary['versions_before']} version(s) in the registry)",
+        "",
+        f"{'delivery':<11} {'kind':<15} {'rows':>5} {'accepted':>8} {'quarant.':>8}  "
+        f"{'drift':<9} {'labelled F1':>11}  {'next step':<34} {'data ver.':<9} production",
     ]
-    for batch, result in summary["monitor"].items():
-        verdict = result["verdict"]
-        if verdict:
-            state = {True: "DRIFT", False: "no drift"}.get(verdict.get("drift"), "no verdict")
-            lines.append(
-                f"drift ({batch:<9}) {state}: fired {', '.join(verdict['fired']) or 'none'} of "
-                f"{len(verdict['signals'])} signals; next step: {verdict['next_step']}"
-            )
+    for row in summary["deliveries"]:
+        verdict = row["verdict"]
+        if verdict is None:
+            drift, f1, step = "-", "-", "train the first model"
         else:
-            lines.append(f"drift ({batch:<9}) no verdict: monitor run {result['run']['state']}")
-    queued = summary["retrain_runs_queued_by_drift"]
-    if queued:
+            drift = {True: "DRIFT", False: "no drift"}.get(verdict.get("drift"), "no verdict")
+            signal = verdict.get("signals", {}).get("labels_f1")
+            f1 = f"{signal['value']:.3f}" if signal else "-"
+            step = verdict.get("next_step", "")
+        quarantined = sum((row["quarantined"] or {}).values())
         lines.append(
-            f"retraining queued  {len(queued)} pmatch_retrain run(s) triggered by drift "
-            "(a scheduler runs them; `airflow standalone` or docker/)"
+            f"{row['delivery']:<11} {row['kind']:<15} {row['rows']:>5} {row['accepted']:>8} "
+            f"{quarantined:>8}  {drift:<9} {f1:>11}  {step[:34]:<34} "
+            f"{(row['data_version'] or '')[:8]:<9} {row['production'] or 'none'}"
         )
+    lines += ["", "retraining runs"]
+    for record in summary["retrains"]:
+        if record["skipped"]:
+            outcome = "skipped: the model for this data version is already in production"
+        else:
+            gate, metrics = record["gate"], record["metrics"]
+            outcome = (
+                f"test F1 {metrics['f1']:.4f}; gate {'DEPLOY' if gate['deploy'] else 'NO DEPLOY'}; "
+                f"{_comparison(gate)}"
+            )
+        lines.append(f"  {record['run']['run_id']}  ({record['reason']})")
+        lines.append(f"      {outcome}; production {record['production'] or 'none'}")
+    shifted = summary.get("models_on_shifted_data") or {}
+    if shifted:
+        lines.append(
+            f"on delivery {shifted['delivery']} (new product kinds): first model "
+            f"{shifted['first_model']['version']} F1 {shifted['first_model']['f1']:.3f}, "
+            f"production {shifted['production_model']['version']} F1 "
+            f"{shifted['production_model']['f1']:.3f}"
+        )
+    added = summary["versions_after"] - summary["versions_before"]
+    lines.append(
+        f"production now     {summary['production_after'] or 'none'} "
+        f"({added} version(s) added by this run)"
+    )
     lines.append("time per step")
     for name, seconds in summary["timings_seconds"].items():
-        lines.append(f"  {name:<28} {seconds:>7.1f} s")
-    for name, task in summary["retrain"]["tasks"].items():
-        lines.append(f"    task {name:<23} {task['seconds']:>7.1f} s  {task['state']}")
+        lines.append(f"  {name:<40} {seconds:>7.1f} s")
+    last_verdict = next(
+        (row["verdict"] for row in reversed(summary["deliveries"]) if row["verdict"]), None
+    )
     lines += [
         "where to look",
+        f"  ingest reports      {root / 'reports/ingest'}/<delivery>/ingest.html (quarantined rows)",
         f"  metrics and plots   {root / 'reports/evaluate'} (metrics.json, evaluation.png, errors.html)",
         f"  training curve      {root / 'models/candidate/training_curve.png'}",
         f"  gate decision       {root / 'reports/gate/decision.json'}",
-        f"  validation result   {root / 'reports/validate'}",
+        f"  drift reports       {root / 'reports/monitor'}/<delivery>/<run>/ (drift.html, suspects.html)",
     ]
-    for batch, result in summary["monitor"].items():
-        if result["verdict"]:
-            lines.append(f"  drift report ({batch}) {result['verdict']['report_html']}")
-            lines.append(f"      in S3: {result['verdict'].get('s3_uri')}")
-    # Every run rebuilds the one history; the last verdict names where it is.
-    verdicts = [result["verdict"] for result in summary["monitor"].values() if result["verdict"]]
-    if verdicts and "history_html" in verdicts[-1]:
-        lines.append(f"  drift history       {verdicts[-1]['history_html']}")
-        lines.append(f"      in S3: {verdicts[-1]['history_s3_uri']}")
+    if last_verdict:
+        lines.append(f"  drift history       {last_verdict['history_html']}")
+        lines.append(f"      in S3: {last_verdict['history_s3_uri']}")
+    lines.append("  Evidently UI        make monitor-ui")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from tests.conftest import make_project, run
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TINY = {
-    "sample": {"products": 40, "seed": 5, "batch_pairs": 20, "delivery_products": 3},
+    "sample": {"products": 40, "seed": 5, "batch_pairs": 20, "delivery_listings": 3},
     # Trains on the sample catalogue itself, without ingesting its deliveries.
     "data": {"catalog": "data/sample"},
     "train": {"num_epochs": 2},

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 TINY = {
     # Few photos: each is one object to push and pull on the local S3 server.
-    "sample": {"products": 60, "seed": 5, "batch_pairs": 40, "delivery_products": 10},
+    "sample": {"products": 60, "seed": 5, "batch_pairs": 40, "delivery_listings": 10},
     "data": {"catalog": "data/sample"},
 }
 

@@ -266,7 +266,7 @@ def test_the_sample_inbox_comes_in_delivery_by_delivery_and_the_bad_rows_are_qua
 
     inbox, catalogue = tmp_path / "inbox", tmp_path / "data" / "catalog"
     summary = write_sample(
-        tmp_path / "sample", products=30, seed=3, batch_pairs=6, inbox=inbox, delivery_products=25
+        tmp_path / "sample", products=30, seed=3, batch_pairs=6, inbox=inbox, delivery_listings=25
     )
     assert list(summary["deliveries"]) == [INITIAL_DELIVERY] + [name for name, *_ in DELIVERIES]
     pending = pending_deliveries(inbox, catalogue)
@@ -277,10 +277,16 @@ def test_the_sample_inbox_comes_in_delivery_by_delivery_and_the_bad_rows_are_qua
     assert pending_deliveries(inbox, catalogue) == []
     # The first delivery is the sample catalogue itself.
     assert results[INITIAL_DELIVERY].accepted == summary["rows"]
-    for name, kind, _ in DELIVERIES:
+    for name, kind in DELIVERIES:
+        # Each later delivery carries reviewed labels: its label-0 rows stay out of training.
+        quarantined = dict(results[name].quarantined)
+        delivered = pd.read_csv(inbox / name / "catalog.csv", dtype=str, keep_default_na=False)
+        assert quarantined.pop(REVIEWED_MISMATCH, 0) == (delivered["label"] == "0").sum(), name
         expected = len(BAD_ROWS) if kind == "bad_rows" else 0
-        assert sum(results[name].quarantined.values()) == expected, name
-    assert results["2026-02-05"].quarantined == {
+        assert sum(quarantined.values()) == expected, name
+    bad = dict(results["2026-02-12"].quarantined)
+    bad.pop(REVIEWED_MISMATCH, None)
+    assert bad == {
         ALREADY_IN_CATALOGUE: 1,
         "photo missing": 1,
         "photo not an image": 1,

@@ -11,32 +11,38 @@ import pandas as pd
 from PIL import Image
 
 from pmatch.artifacts import CATALOG_FILE
-from pmatch.sample.planning import CATALOG_COLUMNS, catalog_record, plan_rows
 
-# Each delivery: its date (the folder's name), its kind and its seed-sequence stream (the
-# catalogue and the batches use streams 0-2). Fixed, so the sample is reproducible.
+# Each later delivery: its date (the folder's name) and its pmatch.sample.shifts shift. Two
+# like the catalogue, then three of product kinds the catalogue never had (new_categories,
+# which the first model scores badly: monitoring sees drift twice, the persistence rule
+# starts a retrain, and the third finds a model that knows them), then one like the
+# catalogue with bad rows that ingest quarantines. Fixed, so the sample is reproducible.
 INITIAL_DELIVERY = "2026-01-01"
 DELIVERIES = (
-    ("2026-01-08", "ordinary", 10),
-    ("2026-01-15", "ordinary", 11),
-    ("2026-01-22", "shifted", 12),
-    ("2026-01-29", "shifted", 13),
-    ("2026-02-05", "bad_rows", 14),
+    ("2026-01-08", "none"),
+    ("2026-01-15", "none"),
+    ("2026-01-22", "new_categories"),
+    ("2026-01-29", "new_categories"),
+    ("2026-02-05", "new_categories"),
+    ("2026-02-12", "bad_rows"),
 )
 # The bad rows the last delivery brings (product_id suffix, what is wrong), each quarantined.
 BAD_ROWS = ("missing_photo", "empty_title", "duplicate_photo", "too_small", "not_an_image")
+# Later deliveries number their products from (index + 1) * PRODUCT_BLOCK, so none repeats.
+PRODUCT_BLOCK = 10_000
 
 
-def write_deliveries(
-    inbox: str | Path, catalogue: str | Path, seed: int, delivery_products: int, draw
-) -> dict:
+def write_deliveries(inbox: str | Path, catalogue: str | Path, seed: int, listings: int) -> dict:
     """Writes the dated deliveries into inbox (replacing the sample's own folders there).
 
     catalogue: the sample catalogue written just before; it becomes the first delivery,
-    INITIAL_DELIVERY, so the training catalogue comes in through ingest. delivery_products:
-    products in each later delivery (about 1.4 rows each). draw(folder, rows): draws the
-    rows' photos under folder (pmatch.sample.writer's drawing). Returns {delivery: rows}.
+    INITIAL_DELIVERY, so the training catalogue comes in through ingest. listings: rows in
+    each later delivery (pmatch.sample.shifts.write_delivery: new products, a reviewed label
+    column, about one in ten listings showing another product's photo). Returns
+    {delivery: rows}.
     """
+    from pmatch.sample.shifts import write_delivery
+
     inbox, catalogue = Path(inbox), Path(catalogue)
     inbox.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -46,23 +52,29 @@ def write_deliveries(
     shutil.copy2(catalogue / CATALOG_FILE, first / CATALOG_FILE)
     shutil.copytree(catalogue / "images", first / "images")
     written[INITIAL_DELIVERY] = sum(1 for _ in open(first / CATALOG_FILE)) - 1
-    for name, kind, stream in DELIVERIES:
+    for index, (name, kind) in enumerate(DELIVERIES):
         folder = inbox / name
-        shutil.rmtree(folder, ignore_errors=True)
-        prefix = f"D{name.replace('-', '')[2:]}-"
-        rows = plan_rows(seed, stream, prefix, delivery_products, shifted=kind == "shifted")
-        draw(folder, rows)
-        frame = pd.DataFrame([catalog_record(row) for row in rows], columns=CATALOG_COLUMNS)
+        shift = "none" if kind == "bad_rows" else kind
+        write_delivery(
+            folder,
+            shift=shift,
+            listings=listings,
+            seed=seed + index + 1,
+            first_product=(index + 1) * PRODUCT_BLOCK,
+        )
+        frame = pd.read_csv(folder / CATALOG_FILE, dtype=str, keep_default_na=False)
         if kind == "bad_rows":
             frame = _add_bad_rows(folder, frame, catalogue)
-        frame.to_csv(folder / CATALOG_FILE, index=False, lineterminator="\n")
+            frame.to_csv(folder / CATALOG_FILE, index=False, lineterminator="\n")
         written[name] = len(frame)
     return written
 
 
 def _add_bad_rows(folder: Path, frame: pd.DataFrame, catalogue: Path) -> pd.DataFrame:
     """Appends one row per BAD_ROWS problem, copying a good row's text."""
-    template = frame.iloc[0].to_dict()
+    template = (
+        {**frame.iloc[0].to_dict(), "label": "1"} if "label" in frame else frame.iloc[0].to_dict()
+    )
     existing = pd.read_csv(catalogue / CATALOG_FILE, dtype=str, keep_default_na=False)
     bad = []
     for problem in BAD_ROWS:

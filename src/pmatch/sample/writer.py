@@ -39,7 +39,7 @@ def write_sample(
     hard_negatives: int = 1,
     progress: Progress | None = None,
     inbox: str | Path | None = None,
-    delivery_products: int = 0,
+    delivery_listings: int = 0,
 ) -> dict:
     """Writes the synthetic catalogue and two incoming batches into out_dir, replacing it.
 
@@ -53,7 +53,7 @@ def write_sample(
     progress: called as progress(done, total) with photos drawn so far, every PROGRESS_EVERY
         photos and once at the end; None stays silent.
     inbox: where to write the dated deliveries too (pmatch.sample.deliveries: the catalogue
-        itself as the first, then delivery_products products in each later one); None: none.
+        itself as the first, then delivery_listings listings in each later one); None: none.
     Returns the summary {rows, products, images, batches: {batch name: pair count},
     deliveries: {delivery: rows}}.
     """
@@ -99,8 +99,7 @@ def write_sample(
             inbox,
             out_dir,
             seed,
-            delivery_products,
-            draw=lambda folder, rows: _draw_photos({folder: rows}, None),
+            delivery_listings,
         )
     return summary
 

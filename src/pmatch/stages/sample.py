@@ -21,9 +21,9 @@ def add_arguments(parser) -> None:
         "--inbox", type=Path, help="also write the dated deliveries into this inbox folder"
     )
     parser.add_argument(
-        "--delivery-products",
+        "--delivery-listings",
         type=int,
-        help="products per later delivery (default: sample.delivery_products)",
+        help="listings per later delivery (default: sample.delivery_listings)",
     )
     add_params_argument(parser)
 
@@ -48,6 +48,6 @@ def run(args) -> None:
             hard_negatives=params.preprocess.hard_negatives,
             progress=progress,
             inbox=args.inbox,
-            delivery_products=args.delivery_products or params.sample.delivery_products,
+            delivery_listings=args.delivery_listings or params.sample.delivery_listings,
         )
     print_json(summary)
