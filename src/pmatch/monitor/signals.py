@@ -181,11 +181,18 @@ def _signal(name, drift, method, value, threshold, reference_mean, current_mean)
 def _report_frame(listings: Listings) -> pd.DataFrame:
     frame = listings.frame[["score", *PHOTO_STATISTICS, *TITLE_STATISTICS]].astype(float)
     frame["below_threshold"] = listings.frame["below_threshold"].astype(bool).astype(float)
-    for attribute, prefix in (("image_embeddings", "image"), ("text_embeddings", "text")):
-        vectors = getattr(listings, attribute)
-        for column in range(vectors.shape[1]):
-            frame[f"{prefix}_{column}"] = vectors[:, column]
-    return frame
+    # One column per embedding dimension, added at once (column by column fragments the frame).
+    embeddings = [
+        pd.DataFrame(
+            getattr(listings, attribute),
+            columns=[
+                f"{prefix}_{column}" for column in range(getattr(listings, attribute).shape[1])
+            ],
+            index=frame.index,
+        )
+        for attribute, prefix in (("image_embeddings", "image"), ("text_embeddings", "text"))
+    ]
+    return pd.concat([frame.reset_index(drop=True).set_axis(frame.index), *embeddings], axis=1)
 
 
 def write_report(
