@@ -8,7 +8,6 @@ set -euo pipefail
 release_dir=/opt/pmatch-release
 logs_dir=/opt/airflow/logs
 workspace_dir="${PMATCH_PROJECT_DIR:?PMATCH_PROJECT_DIR must name the shared DVC workspace}"
-incoming_dir="${PMATCH_INCOMING_DIR:?PMATCH_INCOMING_DIR must name the folder for incoming batches}"
 owner="${AIRFLOW_UID:-50000}:0"
 
 # Every placeholder in .env.example contains "change-me". Starting with one would run the
@@ -40,7 +39,7 @@ fi
 echo "Refreshing the DVC workspace ${workspace_dir} from ${release_dir}"
 rm -rf "${workspace_dir}/src"
 cp -a "${release_dir}/." "${workspace_dir}/"
-mkdir -p "${incoming_dir}" "${logs_dir}"
+mkdir -p "${logs_dir}"
 chown -R "${owner}" "${workspace_dir}" "${logs_dir}"
 
 # The image's entrypoint waits for the database, runs `airflow db migrate` (_AIRFLOW_DB_MIGRATE)

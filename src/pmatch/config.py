@@ -380,7 +380,6 @@ class Settings:
     s3_endpoint_url: an S3 endpoint; empty means the AWS default, unless local_s3 is set.
     local_s3_dir, local_s3_port: where pmatch's embedded S3 server keeps its objects and
     listens on loopback (`make run`).
-    incoming_dir: the folder monitoring batches arrive in.
     inbox: where catalogue deliveries arrive, one subfolder per delivery named by its date:
     a local folder or an s3://bucket/prefix URI.
     """
@@ -391,7 +390,6 @@ class Settings:
     aws_region: str = "us-east-1"
     local_s3_dir: Path = Path(".pmatch/s3")
     local_s3_port: Annotated[int, Field(ge=1, le=65535)] = 4568
-    incoming_dir: Path = Path("data/sample/batches")
     inbox: str = "data/inbox"
     project_dir: Path = Path(".")
 
@@ -416,7 +414,6 @@ _ENV = {
     "AWS_REGION": "aws_region",
     "PMATCH_LOCAL_S3_DIR": "local_s3_dir",
     "PMATCH_LOCAL_S3_PORT": "local_s3_port",
-    "PMATCH_INCOMING_DIR": "incoming_dir",
     "PMATCH_INBOX": "inbox",
     "PMATCH_PROJECT_DIR": "project_dir",
 }

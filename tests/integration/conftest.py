@@ -92,7 +92,6 @@ def scheduler(retrained, local_s3, tmp_path_factory):
             "PMATCH_S3_PREFIX": SCHEDULER_PREFIX,
             "PMATCH_LOCAL_S3_DIR": str(local_s3_dir),
             "PMATCH_LOCAL_S3_PORT": str(free_port()),
-            "PMATCH_INCOMING_DIR": "incoming",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             # Only the runs a test triggers: no scheduled (weekly, daily) run competes with

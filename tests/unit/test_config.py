@@ -290,7 +290,7 @@ def test_settings_are_parsed_with_their_types():
             "AWS_REGION": "eu-west-1",
             "PMATCH_LOCAL_S3_PORT": " 9001 ",
             "PMATCH_LOCAL_S3_DIR": "/var/pmatch/s3",
-            "PMATCH_INCOMING_DIR": "incoming",
+            "PMATCH_INBOX": "s3://deliveries/shop",
             "PMATCH_PROJECT_DIR": "/srv/pmatch",
             "UNRELATED": "ignored",
         }
@@ -298,7 +298,7 @@ def test_settings_are_parsed_with_their_types():
 
     assert settings.local_s3_port == 9001
     assert settings.local_s3_dir == Path("/var/pmatch/s3")
-    assert settings.incoming_dir == Path("incoming")
+    assert settings.inbox == "s3://deliveries/shop"
     assert settings.project_dir == Path("/srv/pmatch")
     assert settings.aws_region == "eu-west-1"
     assert settings.s3_endpoint_url == "http://127.0.0.1:9000"
