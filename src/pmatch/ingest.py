@@ -444,7 +444,7 @@ def _dvc_project(catalog: Path, project_root: Path | None) -> Path | None:
 def _dvc_add(project: Path, catalog: Path) -> Path:
     relative = catalog.resolve().relative_to(project.resolve())
     completed = subprocess.run(
-        [sys.executable, "-m", "dvc", "add", "-q", str(relative)],
+        [sys.executable, "-m", "dvc", "add", str(relative)],
         cwd=project,
         capture_output=True,
         text=True,
@@ -452,7 +452,8 @@ def _dvc_add(project: Path, catalog: Path) -> Path:
     )
     if completed.returncode != 0:
         raise RuntimeError(
-            f"dvc add {relative} failed in {project}: {completed.stderr.strip()[-800:]}; the "
+            f"dvc add {relative} failed in {project}: "
+            f"{(completed.stderr.strip() or completed.stdout.strip())[-800:]}; the "
             "catalogue holds the new version, run `dvc add` there again to record it"
         )
     return project / f"{relative}.dvc"
