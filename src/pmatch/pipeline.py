@@ -503,7 +503,6 @@ def monitor(
         SCORES_FILE,
         VERDICT_FILE,
     )
-    from pmatch.catalog.format import read_catalog
     from pmatch.features.store import open_default_store
     from pmatch.model.inference import Matcher
     from pmatch.monitor.decide import decide, safe_name
@@ -523,7 +522,7 @@ def monitor(
             "(S3 deliveries are not read yet)"
         )
     folder = space.resolve(delivery)
-    listings_frame = read_catalog(folder)
+    listings_frame, left_out = _listings_to_watch(folder, params)
     name = safe_name(folder.name)
     run_dir = space.monitor_dir / name / safe_name(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -570,6 +569,8 @@ def monitor(
             "reference_data_version": reference.data_version,
             "listings": int(len(current.frame)),
             "labelled": int(len(labelled_rows(current.frame))),
+            # Rows the data contract quarantines never reach production: not watched.
+            "left_out": left_out,
             "min_listings": params.monitor.min_listings,
             **{key: decision[key] for key in ("drift", "reason") if key in decision},
             "signals": signals,
@@ -602,13 +603,33 @@ def monitor(
             registry.upload_file(path, "monitoring", file_name)
     drift = verdict.get("drift", "none")
     print(
-        f"monitor: delivery {name}: {verdict['listings']} listings, drift={drift}"
+        f"monitor: delivery {name}: {verdict['listings']} listings"
+        f"{' (left out: ' + json.dumps(left_out) + ')' if left_out else ''}, drift={drift}"
         f"{' (' + verdict['reason'] + ')' if 'reason' in verdict else ''}, fired "
         f"{', '.join(verdict['fired']) or 'none'}; next: {verdict['next_step']}; report "
         f"{verdict['report_html'] or '(none)'}",
         flush=True,
     )
     return verdict
+
+
+def _listings_to_watch(folder: Path, params) -> tuple:
+    """The delivery's listings production would see (catalog frame), and {reason: count} of
+    the rows left out: those the data contract quarantines (a missing or broken photo, an
+    empty title, ...), as ingest does. Reviewed mismatches (label 0) stay: they are
+    listings production scores, and their labels are what the labelled F1 reads."""
+    from pmatch.catalog.format import read_catalog
+    from pmatch.ingest import REVIEWED_MISMATCH, check_delivery
+
+    _, _, quarantine = check_delivery(folder, params)
+    left_out = {row: entry["reason"] for row, entry in quarantine.items()}
+    left_out = {row: reason for row, reason in left_out.items() if reason != REVIEWED_MISMATCH}
+    frame = read_catalog(folder)
+    kept = [row for row in range(len(frame)) if row not in left_out]
+    counts: dict[str, int] = {}
+    for reason in left_out.values():
+        counts[reason] = counts.get(reason, 0) + 1
+    return frame.iloc[kept].reset_index(drop=True), counts
 
 
 def project_settings(space: Workspace):

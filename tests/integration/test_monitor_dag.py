@@ -32,6 +32,11 @@ def deliveries(retrained):
             ("dark-2", "dark", 200, 4),
         )
     }
+    # The tiny delivery also brings a row whose photo is missing: the contract quarantines
+    # it, so production never sees it and monitoring leaves it out (naming why).
+    tiny = pd.read_csv(folders["tiny"] / "catalog.csv", dtype=str, keep_default_na=False)
+    broken = tiny.iloc[[0]].assign(product_id="BROKEN", image_path="images/missing.png")
+    pd.concat([tiny, broken]).to_csv(folders["tiny"] / "catalog.csv", index=False)
     # The darker deliveries come unreviewed: their verdict rests on the other signals.
     for name in ("dark-1", "dark-2"):
         catalog = pd.read_csv(folders[name] / "catalog.csv", dtype=str, keep_default_na=False)
@@ -77,6 +82,7 @@ def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, delive
     assert "drift" not in tiny
     assert tiny["reason"] == f"too few listings: 12 < monitor.min_listings {minimum}"
     assert tiny["retrain"] is False and tiny["report_html"] is None
+    assert tiny["left_out"] == {"photo missing": 1}
 
     verdict = json.loads(
         run(
