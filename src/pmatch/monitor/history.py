@@ -9,22 +9,10 @@ import numpy as np
 import pandas as pd
 
 from pmatch.artifacts import HISTORY_CSV, HISTORY_HTML, HISTORY_PLOT
+from pmatch.config import SIGNAL_NAMES
 
-# The signals in the order their panels are drawn; others follow by name.
-SIGNAL_ORDER = (
-    "labels_f1",
-    "score",
-    "below_threshold_share",
-    "image_embeddings",
-    "text_embeddings",
-    "photo_brightness",
-    "photo_contrast",
-    "photo_sharpness",
-    "photo_size",
-    "title_length",
-    "title_oov_share",
-    "title_charset",
-)
+# The signals in the order their panels are drawn (the verdict's); others follow by name.
+SIGNAL_ORDER = SIGNAL_NAMES
 # history.html lists this many runs, newest first; history.csv holds every one.
 RUNS_SHOWN = 50
 # Past this many runs the plot draws lines without a marker per run.

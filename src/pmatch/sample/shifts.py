@@ -27,6 +27,7 @@ from pmatch.sample.categories import NEW_CATEGORIES_FILE, Category, load_categor
 from pmatch.sample.planning import CATALOG_COLUMNS, PlannedRow, catalog_record, plan_rows
 from pmatch.sample.render import IMAGE_SIZE, draw_photo
 from pmatch.sample.words import colour_rgb
+from pmatch.sample.writer import replace_folder
 
 # Every kind of delivery write_delivery makes; "none" is an unshifted delivery.
 SHIFTS = (
@@ -262,7 +263,7 @@ def write_delivery(
             records.append(record)
         frame = pd.DataFrame(records, columns=DELIVERY_COLUMNS)
         frame.to_csv(staging / CATALOG_FILE, index=False, lineterminator="\n")
-        _replace_folder(staging, out_dir)
+        replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -304,17 +305,6 @@ def _check_replaceable(out_dir: Path) -> None:
             f"write_delivery: {out_dir} is not empty and has no {CATALOG_FILE}; refusing to "
             "replace it. Pass an empty or new folder, or remove it first."
         )
-
-
-def _replace_folder(staging: Path, out_dir: Path) -> None:
-    """Moves the finished staging folder to out_dir, so readers never see half a delivery."""
-    if out_dir.exists():
-        retired = staging.with_name(staging.name + ".old")
-        out_dir.rename(retired)
-        staging.rename(out_dir)
-        shutil.rmtree(retired)
-    else:
-        staging.rename(out_dir)
 
 
 def _plan_listing_rows(

@@ -82,7 +82,7 @@ def write_sample(
             batch.pairs.to_csv(
                 staging / "batches" / name / PAIRS_FILE, index=False, lineterminator="\n"
             )
-        _replace_folder(staging, out_dir)
+        replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -136,8 +136,9 @@ def _check_replaceable(out_dir: Path) -> None:
         )
 
 
-def _replace_folder(staging: Path, out_dir: Path) -> None:
-    """Moves the finished staging folder to out_dir, so readers never see half a catalogue."""
+def replace_folder(staging: Path, out_dir: Path) -> None:
+    """Moves the finished staging folder to out_dir, so readers never see half a catalogue
+    or half a delivery (pmatch.sample.shifts)."""
     if out_dir.exists():
         retired = staging.with_name(staging.name + ".old")
         out_dir.rename(retired)
