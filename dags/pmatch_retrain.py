@@ -68,12 +68,19 @@ TRANSIENT_RETRIES = {
 
 @task.short_circuit(execution_timeout=timedelta(minutes=10), **TRANSIENT_RETRIES)
 def check(**context) -> bool:
+    from airflow.sdk.exceptions import AirflowFailException
+
     from pmatch.dag_context import log_run_params, use_airflow_s3_connection
     from pmatch.pipeline import retrain_check
 
     run_params = log_run_params(context)
     use_airflow_s3_connection()
-    return retrain_check(force=run_params["force"], reason=run_params["reason"])["retrain"]
+    try:
+        return retrain_check(force=run_params["force"], reason=run_params["reason"])["retrain"]
+    except (ValueError, FileNotFoundError) as error:
+        # A missing or wrong params.yaml or catalogue fails the same way again: no retry.
+        # (S3 faults are RegistryErrors, which are retried.)
+        raise AirflowFailException(f"{type(error).__name__}: {error}") from error
 
 
 @task(retries=0)
