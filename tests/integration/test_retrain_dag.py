@@ -15,6 +15,8 @@ VERSION_FILES = {
     "preprocessing.json",
     "metrics.json",
     "reference_scores.csv",
+    "reference_listings.csv",
+    "reference_embeddings.npz",
     "params.yaml",
     "gate.json",
     "canary.csv",

@@ -53,7 +53,11 @@ def concurrent_runs(scheduler, first_runs):
         project / "data/sample/batches/unshifted", project / "incoming" / LOGICAL_DATE[:10]
     )
     monitor = api.trigger("pmatch_monitor", LOGICAL_DATE)
-    retrain = api.trigger("pmatch_retrain", LOGICAL_DATE, conf={"reason": "second run"})
+    # force: with nothing changed, check would skip the retrain at once; forced, its stages
+    # run (and overlap the monitoring run), and the same model is "already in production".
+    retrain = api.trigger(
+        "pmatch_retrain", LOGICAL_DATE, conf={"reason": "second run", "force": True}
+    )
     deadline = time.monotonic() + RUNS_TIMEOUT_SECONDS
     return {
         "monitor": (monitor, *api.wait_for_run("pmatch_monitor", monitor["dag_run_id"], deadline)),
