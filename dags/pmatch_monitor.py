@@ -9,8 +9,11 @@ failure) when neither names a delivery. `monitor` scores the delivery's listings
 photo with its own title) with the production model and compares them with the model's
 reference (its test split's listings): score distribution, share under the match
 threshold, photo and title statistics, image and text embeddings, and labelled F1 when
-the delivery carries labels (`pmatch.pipeline.monitor`). The Evidently report and the
-verdict go to `reports/monitor/<delivery>/<run>/` and to S3 under `monitoring/`. The
+the delivery carries labels (`pmatch.pipeline.monitor`). The delivery is a folder of the
+project or an `s3://` prefix (downloaded). The run works in a workspace of its own, made from
+a snapshot of the project at its start (`pmatch.run_tasks`): the Evidently report and the
+verdict go to its `reports/monitor/<delivery>/<run>/` and to S3 under `monitoring/`, and the
+report to the machine's Evidently UI workspace (`make monitor-ui`). The
 verdict's `retrain` is true only when drift persisted (k of the last n runs) outside the
 cooldown after the last retrain or promotion; then `trigger_retrain` starts a
 `pmatch_retrain` run whose `reason` names the signals that fired.
@@ -57,16 +60,16 @@ def find_delivery(**context) -> str:
     retry_exponential_backoff=2.0,
     max_retry_delay=timedelta(minutes=15),
     doc_md="Scores the delivery with the production model, computes the drift signals, "
-    "decides, and writes the Evidently report and the verdict locally and to S3 "
-    "(`pmatch.pipeline.monitor`).",
+    "decides, and writes the Evidently report and the verdict to S3, in the run's own "
+    "workspace (`pmatch.run_tasks.monitor`).",
 )
 def monitor(delivery: str, **context) -> dict:
     from pmatch.dag_context import run_date, use_airflow_s3_connection
-    from pmatch.pipeline import monitor as watch
+    from pmatch.run_tasks import monitor as watch
 
     use_airflow_s3_connection()
     # A run triggered over the REST API has no logical date: run_date reads run_after then.
-    verdict = watch(delivery, context["run_id"], run_date=run_date(context).isoformat())
+    verdict = watch(delivery, context["run_id"], run_date(context).isoformat())
     return {key: verdict.get(key) for key in ("delivery", "drift", "retrain", "retrain_reason")}
 
 

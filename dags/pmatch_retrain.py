@@ -3,17 +3,26 @@
 
 Retrains the product image-text matching model and ships it only if it is better.
 
+**Isolated runs**: `snapshot` packs the project as it is when the run starts (code, params,
+pipeline, and the catalogue's `.dvc` file as the last ingest left it in S3) under
+`runs/<run>/` in S3. Every task then works in the run's own workspace
+(`$PMATCH_RUNS_DIR/<run>/` on the machine that runs it, unpacked from the snapshot) and
+hands its outputs over through S3: the DVC stages pull what they need from the DVC remote
+and push what they made, and the gate's decision goes to `runs/<run>/gate.json`. Tasks may
+land on different workers with no shared folder, and two runs never see each other's files
+(docs/airflow.md, "Isolated runs").
+
 `check` compares the catalogue's data version (DVC's hash of `data/catalog`), the params'
 and the code's sha256 with the production version's manifest: when all three are unchanged
 (and `force` is off) it logs "the model for data version X is already in production" and
 skips the rest, adding no registry version. Otherwise
 validate -> preprocess -> train -> evaluate run the project's DVC stages (`dvc repro
-<stage>`), so a DAG run and `dvc repro` at a terminal share one pipeline, one cache and
-one lock file; a stage whose inputs did not change is skipped. `gate` scores the
+--pull <stage>`); the machine's workspaces share the project's DVC cache and run cache, so
+a stage whose inputs did not change is restored, not run. `gate` scores the
 production model on the candidate's test pairs and decides on the paired F1 difference and
 its bootstrap interval over test products (`gate` in `params.yaml`); a production model that
 cannot be read means no deploy. Its decision, bound to the candidate's content, goes to
-`reports/gate/decision.json`; when it says no, `deploy` is skipped. `deploy` checks the
+`reports/gate/decision.json` in the workspace and to S3; when it says no, `deploy` is skipped. `deploy` checks the
 decision against what it ships, publishes a content-addressed version to the S3 registry
 (a retry completes it), promotes it, smoke-tests it in a fresh process on its canary pairs,
 and rolls production back (and fails) when the smoke test fails.
@@ -26,9 +35,9 @@ emits it when a delivery makes a new data version); `deploy` emits the `pmatch_m
 every task and recorded in the deployed version's manifest and promotion; `force` retrains
 even when nothing changed (`check` goes on, and the DVC stages run with `dvc repro --force`).
 
-**Operations**: each task has an execution timeout and the run one of 6 hours. The DVC
-stages are not retried (a failed stage fails the same way again); `gate` and `deploy`
-(S3) retry with exponential backoff. A failed task or run appends a line to the failure
+**Operations**: each task has an execution timeout and the run one of 6 hours. A DVC
+stage that fails is not retried (it fails the same way again); S3 faults (`snapshot`,
+`check`, a stage's push of its outputs, `gate`, `deploy`) retry with exponential backoff. A failed task or run appends a line to the failure
 log (`$PMATCH_FAILURE_LOG`, default `$AIRFLOW_HOME/pmatch_failures.jsonl`).
 
 Tunables live in `params.yaml`. S3 comes from the Airflow connection `pmatch_s3` (or the
@@ -66,47 +75,75 @@ TRANSIENT_RETRIES = {
 }
 
 
+@task(execution_timeout=timedelta(minutes=10), **TRANSIENT_RETRIES)
+def snapshot(**context) -> str:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pmatch.dag_context import log_run_params, use_airflow_s3_connection
+    from pmatch.run_tasks import start
+    from pmatch.run_workspace import RunWorkspaceError
+
+    log_run_params(context)
+    use_airflow_s3_connection()
+    try:
+        return start(context["run_id"])["uri"]
+    except (ValueError, FileNotFoundError, RunWorkspaceError) as error:
+        # No project, a wrong params.yaml, no S3 endpoint: the same again on a retry.
+        raise AirflowFailException(f"{type(error).__name__}: {error}") from error
+
+
 @task.short_circuit(execution_timeout=timedelta(minutes=10), **TRANSIENT_RETRIES)
 def check(**context) -> bool:
     from airflow.sdk.exceptions import AirflowFailException
 
     from pmatch.dag_context import log_run_params, use_airflow_s3_connection
-    from pmatch.pipeline import retrain_check
+    from pmatch.run_tasks import check as retrain_check
 
     run_params = log_run_params(context)
     use_airflow_s3_connection()
     try:
-        return retrain_check(force=run_params["force"], reason=run_params["reason"])["retrain"]
+        return retrain_check(
+            context["run_id"], force=run_params["force"], reason=run_params["reason"]
+        )["retrain"]
     except (ValueError, FileNotFoundError) as error:
         # A missing or wrong params.yaml or catalogue fails the same way again: no retry.
         # (S3 faults are RegistryErrors, which are retried.)
         raise AirflowFailException(f"{type(error).__name__}: {error}") from error
 
 
-@task(retries=0)
+@task(**TRANSIENT_RETRIES)
 def dvc_stage(stage: str, **context) -> str:
-    from pmatch.dag_context import log_run_params
-    from pmatch.pipeline import repro
+    from airflow.sdk.exceptions import AirflowFailException
 
-    return repro(stage, force=log_run_params(context)["force"])
+    from pmatch.dag_context import log_run_params, use_airflow_s3_connection
+    from pmatch.pipeline import StageFailed
+    from pmatch.run_tasks import stage as run_stage
+
+    force = log_run_params(context)["force"]
+    use_airflow_s3_connection()
+    try:
+        return run_stage(stage, context["run_id"], force=force)
+    except StageFailed as error:
+        # The stage itself failed (bad data, a bug): it fails the same way again, no retry.
+        # Its hand-over (dvc push, the lock's upload to S3) is what the retries are for.
+        raise AirflowFailException(str(error)) from error
 
 
 @task.short_circuit(execution_timeout=timedelta(minutes=30), **TRANSIENT_RETRIES)
 def gate(**context) -> bool:
     from pmatch.dag_context import log_run_params, run_id_and_date, use_airflow_s3_connection
-    from pmatch.pipeline import gate as decide
+    from pmatch.run_tasks import gate as decide
 
     log_run_params(context)
     use_airflow_s3_connection()
     # A run triggered over the REST API has no logical date; its date is run_after then.
-    run_id, run_date = run_id_and_date(context)
-    return decide(run_id=run_id, run_date=run_date)["deploy"]
+    return decide(*run_id_and_date(context))["deploy"]
 
 
 @task(outlets=[MODEL], execution_timeout=timedelta(minutes=30), **TRANSIENT_RETRIES)
 def deploy(**context) -> dict:
     from pmatch.dag_context import log_run_params, run_id_and_date, use_airflow_s3_connection
-    from pmatch.pipeline import deploy as publish
+    from pmatch.run_tasks import deploy as publish
 
     reason = log_run_params(context)["reason"]
     use_airflow_s3_connection()
@@ -143,6 +180,11 @@ def deploy(**context) -> dict:
     doc_md=__doc__,
 )
 def pmatch_retrain():
+    started = snapshot.override(
+        doc_md="Snapshots the project for this run (code, params, pipeline, and the "
+        "catalogue's data version as S3 names it) under `runs/<run>/` in S3: every later task "
+        "works in a workspace made from it, on whatever machine (`pmatch.run_tasks.start`)."
+    )()
     needed = check.override(
         doc_md="Compares the data version, params and code with production's manifest "
         "(`pmatch.pipeline.retrain_check`); unchanged and not `force`: the rest is skipped."
@@ -163,7 +205,7 @@ def pmatch_retrain():
         doc_md="Publishes the approved candidate to the S3 registry, promotes it, smoke-tests it "
         "and rolls back on failure (`pmatch.pipeline.deploy`); emits the `pmatch_model` asset."
     )()
-    chain(needed, *stages, decision, shipped)
+    chain(started, needed, *stages, decision, shipped)
 
 
 pmatch_retrain()

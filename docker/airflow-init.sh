@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # One-shot setup that runs before every other Airflow service: refuses placeholder secrets,
-# refreshes the shared DVC workspace from this image, migrates the metadata database and
-# creates the admin user. docker-compose.yaml runs it as root (service airflow-init) so that it
-# can hand the shared volumes to AIRFLOW_UID.
+# migrates the metadata database and creates the admin user. docker-compose.yaml runs it as
+# root (service airflow-init) so that it can hand the logs volume to AIRFLOW_UID. No project
+# folder is shared: each DAG run snapshots the project to S3 (pmatch.run_tasks).
 set -euo pipefail
 
-release_dir=/opt/pmatch-release
 logs_dir=/opt/airflow/logs
-workspace_dir="${PMATCH_PROJECT_DIR:?PMATCH_PROJECT_DIR must name the shared DVC workspace}"
 owner="${AIRFLOW_UID:-50000}:0"
 
 # Every placeholder in .env.example contains "change-me". Starting with one would run the
@@ -32,15 +30,8 @@ if ((${#placeholders[@]} > 0)); then
     exit 1
 fi
 
-# The workspace is a volume, so it outlives the image. Copy this image's code and pipeline
-# definition over it on every start and leave the pipeline's outputs in place (data/, models/,
-# reports/, dvc.lock, .dvc/cache). src/ is replaced whole so that a module deleted from the
-# release cannot linger as a stale DVC dependency.
-echo "Refreshing the DVC workspace ${workspace_dir} from ${release_dir}"
-rm -rf "${workspace_dir}/src"
-cp -a "${release_dir}/." "${workspace_dir}/"
 mkdir -p "${logs_dir}"
-chown -R "${owner}" "${workspace_dir}" "${logs_dir}"
+chown -R "${owner}" "${logs_dir}"
 
 # The image's entrypoint waits for the database, runs `airflow db migrate` (_AIRFLOW_DB_MIGRATE)
 # and creates the admin user (_AIRFLOW_WWW_USER_CREATE) before the command it is given. It
@@ -49,4 +40,4 @@ chown -R "${owner}" "${workspace_dir}" "${logs_dir}"
 
 # Anything the steps above wrote into the logs volume as root goes back to the Airflow user.
 chown -R "${owner}" "${logs_dir}"
-echo "airflow-init finished: workspace refreshed, database migrated (see above for the admin user)"
+echo "airflow-init finished: database migrated (see above for the admin user)"

@@ -382,6 +382,8 @@ class Settings:
     listens on loopback (`make run`).
     inbox: where catalogue deliveries arrive, one subfolder per delivery named by its date:
     a local folder or an s3://bucket/prefix URI.
+    runs_dir: where a machine keeps the DAG runs' workspaces (pmatch.run_tasks); relative
+    paths are relative to project_dir.
     """
 
     s3_bucket: str = "pmatch"
@@ -391,6 +393,7 @@ class Settings:
     local_s3_dir: Path = Path(".pmatch/s3")
     local_s3_port: Annotated[int, Field(ge=1, le=65535)] = 4568
     inbox: str = "data/inbox"
+    runs_dir: Path = Path(".pmatch/runs")
     project_dir: Path = Path(".")
 
     @field_validator("s3_bucket")
@@ -415,6 +418,7 @@ _ENV = {
     "PMATCH_LOCAL_S3_DIR": "local_s3_dir",
     "PMATCH_LOCAL_S3_PORT": "local_s3_port",
     "PMATCH_INBOX": "inbox",
+    "PMATCH_RUNS_DIR": "runs_dir",
     "PMATCH_PROJECT_DIR": "project_dir",
 }
 

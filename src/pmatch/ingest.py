@@ -46,6 +46,8 @@ LABEL_COLUMN = "label"
 REVIEWED_MISMATCH = "reviewed: photo does not match title"
 ALREADY_IN_CATALOGUE = "photo already belongs to another product of the catalogue"
 REPORT_JSON = "ingest.json"
+# Where in the registry's prefix the catalogue's current .dvc file is kept.
+CATALOG_POINTERS = "catalog"
 REPORT_HTML = "ingest.html"
 THUMBNAIL_SIDE = 96
 
@@ -174,7 +176,7 @@ def pending_deliveries(
     return [source for source in list_inbox(inbox, settings) if delivery_name(source) not in done]
 
 
-def _download(source: str, settings: Settings, destination: Path) -> Path:
+def download_delivery(source: str, settings: Settings, destination: Path) -> Path:
     """Copies an S3 delivery (every object under the prefix) into destination."""
     bucket, prefix = _split_s3(source)
     client = _client(settings)
@@ -186,6 +188,11 @@ def _download(source: str, settings: Settings, destination: Path) -> Path:
             if not relative or relative.endswith("/"):
                 continue
             target = destination / relative
+            if not target.resolve().is_relative_to(destination.resolve()):
+                raise DeliveryRefused(
+                    f"s3://{bucket}/{item['Key']}: the key leaves the delivery's prefix; "
+                    "remove the object (keys must not hold '..')"
+                )
             target.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, item["Key"], str(target))
             found = True
@@ -520,7 +527,7 @@ def ingest_delivery(
         if is_s3(str(source)):
             if settings is None:
                 raise ValueError(f"{source}: an S3 delivery needs the S3 settings")
-            delivery_dir = _download(str(source), settings, Path(scratch) / name)
+            delivery_dir = download_delivery(str(source), settings, Path(scratch) / name)
         else:
             delivery_dir = Path(source)
             if not delivery_dir.is_dir():
@@ -737,3 +744,8 @@ def _publish(result: IngestResult, project: Path | None, report_dir: Path, setti
     result.s3_record = registry.upload_file(
         report_dir / REPORT_JSON, "deliveries", result.delivery, REPORT_JSON
     )
+    if project is not None and result.dvc_file:
+        # Last, once the data is in the remote: the catalogue's current version, which runs
+        # on any machine snapshot (pmatch.run_tasks.start) and later ingests start from.
+        relative = Path(result.dvc_file).relative_to(project).as_posix()
+        registry.upload_file(result.dvc_file, CATALOG_POINTERS, relative)

@@ -18,6 +18,7 @@ from pmatch.config import load_params, load_settings
 from pmatch.monitor.decide import safe_name
 from pmatch.pipeline import repro, workspace
 from pmatch.storage import open_registry, s3_settings
+from pmatch.workspace import Workspace
 
 
 def configure_airflow(root: Path) -> None:
@@ -73,7 +74,17 @@ def describe_run(dag_id: str, run_id: str) -> dict:
             }
             for instance in instances
         }
-        return {"dag_id": dag_id, "run_id": run_id, "state": str(dag_run.state), "tasks": tasks}
+    from pmatch.run_tasks import run_dir
+
+    # Where the run's tasks worked on this machine (pmatch.run_tasks), when they did.
+    folder = run_dir(run_id)
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": str(dag_run.state),
+        "tasks": tasks,
+        "workspace": str(folder) if folder.is_dir() else None,
+    }
 
 
 def queued_runs(dag_id: str) -> list[str]:
@@ -188,7 +199,10 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
                 )
                 _require_success(monitor_run)
                 verdict_path = (
-                    space.monitor_dir / name / safe_name(monitor_run["run_id"]) / "verdict.json"
+                    Workspace(Path(monitor_run["workspace"])).monitor_dir
+                    / name
+                    / safe_name(monitor_run["run_id"])
+                    / "verdict.json"
                 )
                 verdict = json.loads(verdict_path.read_text())
                 row["verdict"] = verdict
@@ -247,8 +261,11 @@ def _retrain_outcome(space, run: dict, registry) -> dict:
         outcome["skipped"] = True
         return outcome
     outcome["skipped"] = False
-    outcome["metrics"] = json.loads((space.evaluate_dir / "metrics.json").read_text())
-    outcome["gate"] = json.loads(space.gate_file.read_text())
+    # The run worked in a workspace of its own (pmatch.run_tasks).
+    run_space = Workspace(Path(run["workspace"]))
+    outcome["workspace"] = run["workspace"]
+    outcome["metrics"] = json.loads((run_space.evaluate_dir / "metrics.json").read_text())
+    outcome["gate"] = json.loads(run_space.gate_file.read_text())
     return outcome
 
 
@@ -347,14 +364,24 @@ def format_summary(summary: dict, root: Path) -> str:
     last_verdict = next(
         (row["verdict"] for row in reversed(summary["deliveries"]) if row["verdict"]), None
     )
+    trained = next(
+        (record["workspace"] for record in reversed(summary["retrains"]) if "workspace" in record),
+        None,
+    )
+    # Each DAG run works in a workspace of its own (pmatch.run_tasks): the last retrain
+    # that trained, and the monitoring runs', hold their reports.
+    run = Path(trained) if trained else root
     lines += [
         "where to look",
         f"  ingest reports      {root / 'reports/ingest'}/<delivery>/ingest.html (quarantined rows)",
-        f"  metrics and plots   {root / 'reports/evaluate'} (metrics.json, evaluation.png, errors.html)",
-        f"  training curve      {root / 'models/candidate/training_curve.png'}",
-        f"  gate decision       {root / 'reports/gate/decision.json'}",
-        f"  drift reports       {root / 'reports/monitor'}/<delivery>/<run>/ (drift.html, suspects.html)",
+        f"  last training run   {run}",
+        f"  metrics and plots   {run / 'reports/evaluate'} (metrics.json, evaluation.png, errors.html)",
+        f"  training curve      {run / 'models/candidate/training_curve.png'}",
+        f"  gate decision       {run / 'reports/gate/decision.json'}",
     ]
+    if last_verdict:
+        lines.append(f"  drift reports       {Path(last_verdict['suspects_html']).parent}")
+        lines.append("      (and the other deliveries' under .pmatch/runs/<run>/reports/monitor/)")
     if last_verdict:
         lines.append(f"  drift history       {last_verdict['history_html']}")
         lines.append(f"      in S3: {last_verdict['history_s3_uri']}")

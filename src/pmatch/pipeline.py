@@ -262,17 +262,21 @@ def code_sha256(root: str | Path) -> str:
 def next_delivery(delivery: str | None = None, project_dir: str | Path | None = None) -> str | None:
     """The delivery to ingest: the given folder (resolved in the project) or s3:// URI, else
     the oldest delivery in the inbox (PMATCH_INBOX) the catalogue does not hold yet, else None."""
-    from pmatch.ingest import pending_deliveries
-
     space = workspace(project_dir)
     if delivery:
         return delivery if delivery.startswith("s3://") else str(space.resolve(delivery))
-    params = load_params(space.params)
     with s3_settings(project_settings(space)) as settings:
-        inbox = settings.inbox
-        if not inbox.startswith("s3://"):
-            inbox = str(space.resolve(inbox))
-        pending = pending_deliveries(inbox, space.resolve(params.data.catalog), settings)
+        return _pending_delivery(space, settings)
+
+
+def _pending_delivery(space: Workspace, settings) -> str | None:
+    from pmatch.ingest import pending_deliveries
+
+    params = load_params(space.params)
+    inbox = settings.inbox
+    if not inbox.startswith("s3://"):
+        inbox = str(space.resolve(inbox))
+    pending = pending_deliveries(inbox, space.resolve(params.data.catalog), settings)
     if not pending:
         print(f"ingest: no pending delivery in {inbox}", flush=True)
         return None
@@ -291,10 +295,15 @@ def ingest(delivery: str | None = None, project_dir: str | Path | None = None) -
     space = workspace(project_dir)
     params = load_params(space.params)
     catalog = space.resolve(params.data.catalog)
-    delivery = next_delivery(delivery, space.root)
-    if delivery is None:
-        return None
     with s3_settings(project_settings(space)) as settings:
+        # First, so that what is pending is read from the current catalogue's ledger.
+        sync_catalogue(space, catalog, settings)
+        if not delivery:
+            delivery = _pending_delivery(space, settings)
+            if delivery is None:
+                return None
+        elif not delivery.startswith("s3://"):
+            delivery = str(space.resolve(delivery))
         result = ingest_delivery(
             delivery, catalog, params, space.root / "reports" / "ingest", space.root, settings
         )
@@ -316,6 +325,33 @@ def ingest(delivery: str | None = None, project_dir: str | Path | None = None) -
     return document
 
 
+def sync_catalogue(space: Workspace, catalog: Path, settings) -> bool:
+    """Brings this machine's catalogue to the version S3 names as current (the .dvc file
+    the last ingest, on whatever machine, left under catalog/ in the registry): writes that
+    .dvc file and `dvc pull`s it. Nothing to do when they agree, when S3 names none yet, or
+    for a catalogue outside the DVC project. Returns whether it pulled."""
+    from pmatch import dvc_remote
+    from pmatch.ingest import CATALOG_POINTERS
+
+    if not catalog.is_relative_to(space.root) or not (space.root / ".dvc").is_dir():
+        return False
+    relative = f"{catalog.relative_to(space.root).as_posix()}.dvc"
+    current = open_registry(settings).read_file(CATALOG_POINTERS, relative)
+    local = space.root / relative
+    if current is None or (local.is_file() and local.read_bytes() == current):
+        return False
+    print(
+        f"ingest: {relative} here differs from the current one in S3 (another machine "
+        "ingested since): pulling S3's version first",
+        flush=True,
+    )
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(current)
+    dvc_remote.configure_remote(space.root, settings)
+    dvc_remote.pull(space.root, [relative])
+    return True
+
+
 def retrain_check(
     project_dir: str | Path | None = None, force: bool = False, reason: str | None = None
 ) -> dict:
@@ -333,13 +369,19 @@ def retrain_check(
     space = workspace(project_dir)
     params = load_params(space.params)
     catalog = space.resolve(params.data.catalog)
-    if not (catalog / "catalog.csv").is_file():
+    pointer = catalog.with_name(f"{catalog.name}.dvc")
+    if (catalog / "catalog.csv").is_file():
+        data_version = catalog_version(catalog)
+    elif pointer.is_file():
+        # A run's workspace holds the .dvc file, not the data: its md5 is the same version.
+        data_version = dvc_file_version(pointer)
+    else:
         # A stage may build it (the sample), or validate will say what is missing.
         message = f"no catalogue at {catalog} yet: running the stages"
         print(f"retrain check: {message}", flush=True)
         return {"retrain": True, "message": message, "data_version": None}
     current = {
-        "data_version": catalog_version(catalog),
+        "data_version": data_version,
         "params_sha256": sha256_bytes(space.params),
         "code_sha256": code_sha256(space.root),
     }
@@ -364,6 +406,18 @@ def retrain_check(
         )
     print(f"retrain check: {message}", flush=True)
     return {"retrain": retrain, "message": message, "production_version": production, **current}
+
+
+def dvc_file_version(path: Path) -> str:
+    """The data version a .dvc file names: its output's md5 without DVC's '.dir' suffix
+    (what pmatch.catalog.version.catalog_version computes from the folder)."""
+    import yaml
+
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    outs = document.get("outs") or []
+    if len(outs) != 1 or not outs[0].get("md5"):
+        raise ValueError(f"{path}: not a .dvc file of one output with an md5; run `dvc add` again")
+    return str(outs[0]["md5"]).removesuffix(".dir")
 
 
 def _run_date(run_date) -> str:
@@ -485,15 +539,18 @@ def monitor(
     run_id: str,
     project_dir: str | Path | None = None,
     run_date: str | None = None,
+    evidently_dir: str | Path | None = None,
 ) -> dict:
     """Watches one delivery: scores its listings with the production model, compares them
     with that model's reference (pmatch.monitor.signals), decides (pmatch.monitor.decide)
     and writes scores.csv, the Evidently report (drift.html, drift.json) and verdict.json
     under reports/monitor/<delivery>/<run id>/ and in S3 under monitoring/.
 
-    delivery: a delivery folder (catalog.csv and its photos, optional label column).
+    delivery: a delivery folder (catalog.csv and its photos, optional label column), or an
+    s3:// URI of one, downloaded into the project's deliveries/ folder first.
     run_date: the run's date (ISO; default now, at the command line): persistence and
-    cooldown are read against it. Returns the verdict (see docs/design.md, Monitoring).
+    cooldown are read against it. evidently_dir: Evidently's UI workspace the report is
+    added to (default the project's). Returns the verdict (see docs/design.md, Monitoring).
     """
     from pmatch.artifacts import (
         DRIFT_JSON_FILE,
@@ -516,17 +573,19 @@ def monitor(
     space = workspace(project_dir)
     params = load_params(space.params)
     when = _run_date(run_date)
-    if str(delivery).startswith("s3://"):
-        raise ValueError(
-            f"{delivery}: monitoring reads a local delivery folder; copy it locally first "
-            "(S3 deliveries are not read yet)"
-        )
-    folder = space.resolve(delivery)
-    listings_frame, left_out = _listings_to_watch(folder, params)
-    name = safe_name(folder.name)
-    run_dir = space.monitor_dir / name / safe_name(run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
     with s3_settings(project_settings(space)) as settings:
+        if str(delivery).startswith("s3://"):
+            from pmatch.ingest import delivery_name, download_delivery
+
+            folder = download_delivery(
+                str(delivery), settings, space.root / "deliveries" / delivery_name(delivery)
+            )
+        else:
+            folder = space.resolve(delivery)
+        listings_frame, left_out = _listings_to_watch(folder, params)
+        name = safe_name(folder.name)
+        run_dir = space.monitor_dir / name / safe_name(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
         registry = open_registry(settings)
         model_version, model_dir = registry.download_production(space.model_cache)
         matcher = Matcher.load(model_dir, feature_store=open_default_store())
@@ -590,7 +649,7 @@ def monitor(
         write_suspects(current.frame, folder, matcher.threshold, run_dir / SUSPECTS_FILE, verdict)
         if snapshot is not None:
             add_header(run_dir / DRIFT_REPORT_FILE, verdict, reference.frame, current.frame)
-            add_report(snapshot, verdict, space.evidently_dir)
+            add_report(snapshot, verdict, evidently_dir or space.evidently_dir)
         for file_name in (*reports, SCORES_FILE, SUSPECTS_FILE):
             registry.upload_file(run_dir / file_name, *prefix, file_name)
         # The verdict goes last: it is what the history and later decisions read.

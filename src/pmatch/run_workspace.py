@@ -65,6 +65,10 @@ def project_files(root: str | Path) -> list[str]:
     tracked = _git(root, "ls-files", "-z")
     if tracked is not None:
         candidates = [path for path in tracked.split("\0") if path]
+        # .dvc files that git does not track but does not ignore either: data/catalog.dvc,
+        # which ingest writes and nobody commits, names the catalogue's data version.
+        untracked = _git(root, "ls-files", "-z", "--others", "--exclude-standard") or ""
+        candidates += [path for path in untracked.split("\0") if path.endswith(".dvc")]
         # dvc.lock (the pipeline's state) and .dvcignore count even where git does not track them.
         candidates += [name for name in RUN_FILES if (root / name).is_file()]
     else:
@@ -89,7 +93,9 @@ def project_files(root: str | Path) -> list[str]:
     return sorted({path for path in candidates if wanted(path) and (root / path).is_file()})
 
 
-def snapshot(project_root: str | Path, run_id: str, registry) -> dict:
+def snapshot(
+    project_root: str | Path, run_id: str, registry, replace: dict[str, bytes] | None = None
+) -> dict:
     """Takes run_id's snapshot of the project, once: packs project_files() into
     runs/<run>/project.tar.gz, uploads params.yaml and dvc.lock beside it, then
     snapshot.json (the commit, the files changed against it, the archive's sha256), last,
@@ -97,6 +103,8 @@ def snapshot(project_root: str | Path, run_id: str, registry) -> dict:
     so every task of a run sees the code and params of its start. Returns snapshot.json.
 
     project_root: the project as deployed. registry: the run's S3 (pmatch.registry).
+    replace: {relative path: content} packed instead of (or besides) the project's file: the
+    catalogue's .dvc file as S3 names it (pmatch.run_tasks), which any machine can read.
     """
     folder = run_folder_name(run_id)
     existing = registry.read_file(RUNS_FOLDER, folder, SNAPSHOT_MANIFEST)
@@ -109,7 +117,8 @@ def snapshot(project_root: str | Path, run_id: str, registry) -> dict:
             f"{root}: no dvc.yaml or params.yaml among the project files; set "
             "PMATCH_PROJECT_DIR to the project folder (the one with dvc.yaml)"
         )
-    archive = _pack(root, files)
+    replace = dict(replace or {})
+    archive = _pack(root, files, replace)
     commit = _git(root, "rev-parse", "HEAD")
     changed = _git(root, "status", "--porcelain", "--", *files)
     manifest = {
@@ -118,7 +127,9 @@ def snapshot(project_root: str | Path, run_id: str, registry) -> dict:
         "git_commit": commit.strip() if commit else None,
         # Files that differ from the commit (params.yaml or dvc.lock edited since, say).
         "changed_since_commit": sorted(line[3:] for line in (changed or "").splitlines()),
-        "files": len(files),
+        "files": len(set(files) | set(replace)),
+        # Files taken from S3 rather than from this machine's project (the catalogue's .dvc).
+        "replaced": sorted(replace),
         "sha256": hashlib.sha256(archive).hexdigest(),
         "uri": registry.uri(RUNS_FOLDER, folder, SNAPSHOT_FILE),
     }
@@ -135,13 +146,22 @@ def snapshot(project_root: str | Path, run_id: str, registry) -> dict:
     return manifest
 
 
-def open_workspace(run_id: str, registry, settings, base_dir: str | Path) -> Path:
+def open_workspace(
+    run_id: str,
+    registry,
+    settings,
+    base_dir: str | Path,
+    cache_dir: str | Path | None = None,
+) -> Path:
     """run_id's workspace on this machine, base_dir/<run folder>: unpacked from the run's
     snapshot the first time (checked against its sha256), its dvc.lock replaced by the one
     the run's last finished task handed over, its DVC remote pointed at settings' S3 and
     DVC told the folder is no git repository. Returns the folder.
 
     settings: pmatch settings with the endpoint resolved (DVC reads it from config.local).
+    cache_dir: a DVC cache the machine's workspaces share (its run cache too, so a stage
+    whose inputs another run already saw is restored, not run); None gives the workspace
+    a cache of its own.
     """
     from pmatch.dvc_remote import configure_remote
 
@@ -166,8 +186,35 @@ def open_workspace(run_id: str, registry, settings, base_dir: str | Path) -> Pat
     if lock is not None:
         (workspace / LOCK_FILE).write_bytes(lock)
     configure_remote(workspace, settings)
-    _no_scm(workspace)
+    _no_scm(workspace, cache_dir)
+    # Its time says when a task of the run last used it (prune keeps the recent ones).
+    (workspace / READY_MARKER).touch()
     return workspace
+
+
+def prune(base_dir: str | Path, keep: int, spare: str | None = None) -> list[Path]:
+    """Deletes this machine's workspaces under base_dir but the keep most recently used
+    (and spare's, a run id), oldest first; half-unpacked staging folders older than a day go
+    too. The runs' objects in S3 stay. Returns the folders deleted."""
+    import time
+
+    base_dir = Path(base_dir)
+    if not base_dir.is_dir():
+        return []
+    kept = run_folder_name(spare) if spare else None
+    ready = sorted(
+        (path for path in base_dir.iterdir() if (path / READY_MARKER).is_file()),
+        key=lambda path: (path / READY_MARKER).stat().st_mtime,
+        reverse=True,
+    )
+    stale = [path for path in ready[keep:] if path.name != kept]
+    day_ago = time.time() - 24 * 3600
+    stale += [
+        path for path in base_dir.glob(".*-*") if path.is_dir() and path.stat().st_mtime < day_ago
+    ]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def hand_over(workspace: str | Path, run_id: str, registry, stages: list[str]) -> None:
@@ -185,7 +232,13 @@ def hand_over(workspace: str | Path, run_id: str, registry, stages: list[str]) -
 
 
 def run_stage(
-    stage: str, run_id: str, registry, settings, base_dir: str | Path, force: bool = False
+    stage: str,
+    run_id: str,
+    registry,
+    settings,
+    base_dir: str | Path,
+    force: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """One DVC stage task of an isolated run, on whatever machine runs it: opens the run's
     workspace under base_dir, runs `dvc repro --pull STAGE` there (upstream stages' outputs
@@ -193,7 +246,7 @@ def run_stage(
     dvc.lock over. Returns the workspace."""
     from pmatch.pipeline import repro
 
-    workspace = open_workspace(run_id, registry, settings, base_dir)
+    workspace = open_workspace(run_id, registry, settings, base_dir, cache_dir)
     repro(stage, project_dir=workspace, force=force, pull=True)
     hand_over(workspace, run_id, registry, [stage])
     return workspace
@@ -225,20 +278,22 @@ def remove_workspace(run_id: str, base_dir: str | Path) -> None:
     shutil.rmtree(Path(base_dir) / run_folder_name(run_id), ignore_errors=True)
 
 
-def _pack(root: Path, files: list[str]) -> bytes:
-    """A gzip tar of files under root, the same bytes for the same contents (sorted, no
-    times or owners), so equal snapshots have equal sha256."""
+def _pack(root: Path, files: list[str], replace: dict[str, bytes]) -> bytes:
+    """A gzip tar of files under root (replace's contents instead where it names them),
+    the same bytes for the same contents (sorted, no times or owners), so equal snapshots
+    have equal sha256."""
     buffer = io.BytesIO()
     # mtime=0: the gzip header holds no time either.
     with (
         gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed,
         tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
     ):
-        for relative in files:
-            data = (root / relative).read_bytes()
+        for relative in sorted(set(files) | set(replace)):
+            data = replace[relative] if relative in replace else (root / relative).read_bytes()
             info = tarfile.TarInfo(relative)
             info.size = len(data)
-            info.mode = 0o755 if os.access(root / relative, os.X_OK) else 0o644
+            executable = relative not in replace and os.access(root / relative, os.X_OK)
+            info.mode = 0o755 if executable else 0o644
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
@@ -263,12 +318,15 @@ def _unpack(archive: bytes, workspace: Path, manifest: bytes) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _no_scm(workspace: Path) -> None:
-    """Tells DVC the workspace is no git repository (config.local, not committed)."""
+def _no_scm(workspace: Path, cache_dir: str | Path | None) -> None:
+    """Tells DVC the workspace is no git repository, and where the machine's shared cache
+    is (config.local, not committed)."""
     from dvc.config import Config
 
     with Config(dvc_dir=str(workspace / ".dvc"), validate=False).edit("local") as config:
         config["core"]["no_scm"] = True
+        if cache_dir is not None:
+            config["cache"]["dir"] = str(Path(cache_dir).resolve())
 
 
 def _git(root: Path, *arguments: str) -> str | None:

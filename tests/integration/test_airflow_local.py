@@ -80,7 +80,12 @@ def test_a_run_triggered_without_a_logical_date_succeeds_and_stop_cleans_up(depl
     assert state == "success", states
     assert states["monitor"] == "success"
     # Dated by run_after: the run has no logical date.
-    verdicts = list((project / "reports/monitor/rest").glob("*/verdict.json"))
+    # In the run's own workspace (pmatch.run_tasks), not in the project folder.
+    from pmatch.run_workspace import run_folder_name
+
+    workspace = project / ".pmatch/runs" / run_folder_name(run["dag_run_id"])
+    verdicts = list((workspace / "reports/monitor/rest").glob("*/verdict.json"))
+    assert not (project / "reports/monitor/rest").exists()
     verdict = json.loads(verdicts[0].read_text())
     assert verdict["run_id"] == run["dag_run_id"]
     assert verdict["run_date"].startswith(run["run_after"][:10]), verdict["run_date"]

@@ -94,6 +94,22 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     assert catalog_version(catalogue) == first["data_version"]
     assert (catalogue / "catalog.csv").read_text().count("\n") == 6
 
+    # Another machine, with no catalogue of its own, ingests the next delivery on top of the
+    # current version S3 names (the last ingest's, on the first machine), not from nothing.
+    other = make_project(tmp_path / "machine-b", {})
+    delivery(other / "inbox" / "2026-01-22", [listing("B1", "Ingested on machine b")], 950)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMATCH_PROJECT_DIR", str(other))
+        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
+        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
+        patch.setenv("PMATCH_S3_PREFIX", "ingest-test")
+        patch.setenv("PMATCH_INBOX", "inbox")
+        on_b = ingest(project_dir=other)
+    assert on_b["previous_data_version"] == from_s3["data_version"]
+    assert on_b["accepted"] == 1
+    # 5 + 9 + 1 listings before, and this one.
+    assert (other / "data/catalog/catalog.csv").read_text().count("\n") == 5 + 9 + 1 + 1 + 1
+
 
 def test_the_ingest_dag_ingests_the_oldest_pending_delivery_then_skips(
     tmp_path, local_s3, airflow_db

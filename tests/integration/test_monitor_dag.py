@@ -110,7 +110,9 @@ def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, delive
 
 def test_darker_photos_wait_for_persistence_then_retrain_with_a_reason(monitored):
     project, _, runs, triggered = monitored
-    first, second = verdict_of(project, "dark-1"), verdict_of(project, "dark-2")
+    # Each DAG run wrote its reports into its own workspace, not into the project.
+    first, second = (verdict_of(Path(runs[name]["workspace"]), name) for name in runs)
+    assert not (project / "reports/monitor/dark-1").exists()
     assert first["signals"]["photo_brightness"]["drift"] is True
     assert first["drift"] is True, first
     assert first["retrain"] is False and first["next_step"].startswith("waiting for persistence")
@@ -129,8 +131,8 @@ def test_darker_photos_wait_for_persistence_then_retrain_with_a_reason(monitored
 
 
 def test_reports_are_saved_locally_and_in_s3(monitored):
-    project, registry, _, _ = monitored
-    verdict = verdict_of(project, "dark-1")
+    _, registry, runs, _ = monitored
+    verdict = verdict_of(Path(runs["dark-1"]["workspace"]), "dark-1")
     bucket, _, prefix = verdict["s3_uri"].removeprefix("s3://").partition("/")
     listing = registry.client.list_objects_v2(Bucket=bucket, Prefix=prefix)
     names = {item["Key"].rsplit("/", 1)[-1] for item in listing["Contents"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,7 @@ def test_every_task_succeeds(retrained):
     _, run, _ = retrained
     assert run["state"] == "success", run
     assert list(run["tasks"]) == [
+        "snapshot",
         "check",
         "validate",
         "preprocess",
@@ -67,12 +69,19 @@ def test_model_is_deployed_and_production_points_at_it(retrained):
 
 
 def test_model_learned_and_gate_explains_itself(retrained):
-    project, _, _ = retrained
+    from pmatch.run_workspace import run_folder_name
+
+    project, run, registry = retrained
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
     # Chance on this protocol (1 match : 2 non-matches) is F1 0.5 and ROC-AUC 0.5.
     assert metrics["roc_auc"] > 0.75, metrics
     assert metrics["f1"] > 0.6, metrics
-    decision = json.loads((project / "reports/gate/decision.json").read_text())
+    # The run worked in its own workspace; its gate handed the decision over through S3.
+    decision = json.loads((Path(run["workspace"]) / "reports/gate/decision.json").read_text())
+    assert json.loads(registry.read_file("runs", run_folder_name(run["run_id"]), "gate.json")) == (
+        decision
+    )
+    assert not (project / "reports/gate/decision.json").exists()
     assert decision["deploy"] is True
     assert any("no production model yet" in reason for reason in decision["reasons"])
     assert decision["decided_at"] == "2026-11-02T03:00:00+00:00"
@@ -141,8 +150,9 @@ def test_an_unchanged_rerun_of_the_dag_says_already_in_production_and_does_nothi
         check = retrain_check(project)
         forced = retrain_check(project, force=True, reason="test")
     assert rerun["state"] == "success", rerun
-    assert rerun["tasks"]["check"]["state"] == "success"
-    assert {task["state"] for name, task in rerun["tasks"].items() if name != "check"} == {
+    assert rerun["tasks"]["snapshot"]["state"] == rerun["tasks"]["check"]["state"] == "success"
+    skipped = {"snapshot", "check"}
+    assert {task["state"] for name, task in rerun["tasks"].items() if name not in skipped} == {
         "skipped"
     }
     assert check["retrain"] is False

@@ -5,7 +5,6 @@ connection, two runs go at once without colliding, and a failed task fires the n
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from datetime import datetime
 
@@ -48,11 +47,15 @@ def first_runs(scheduler):
 def concurrent_runs(scheduler, first_runs):
     """At once, once production exists: a pmatch_monitor run and a pmatch_retrain run, both
     with a logical date, both using S3; followed to the end."""
+    from pmatch.sample.shifts import write_delivery
+
     project, api = scheduler["project"], scheduler["api"]
-    shutil.copytree(
-        project / "data/sample/batches/unshifted", project / "incoming" / LOGICAL_DATE[:10]
+    delivery = write_delivery(
+        project / "data/inbox" / LOGICAL_DATE[:10], shift="none", listings=200, seed=21
     )
-    monitor = api.trigger("pmatch_monitor", LOGICAL_DATE)
+    monitor = api.trigger(
+        "pmatch_monitor", LOGICAL_DATE, conf={"delivery": str(delivery.relative_to(project))}
+    )
     # force: with nothing changed, check would skip the retrain at once; forced, its stages
     # run (and overlap the monitoring run), and the same model is "already in production".
     retrain = api.trigger(
@@ -82,8 +85,16 @@ def test_a_retrain_triggered_without_a_logical_date_deploys_through_the_connecti
     assert "scheduler test" in manifest["reason"]
     # Dated by run_after, the time the run was due, as it has no logical date.
     assert manifest["created_at"][:10] == run["run_after"][:10]
-    decision = json.loads((scheduler["project"] / "reports/gate/decision.json").read_text())
+    # The run worked in a workspace of its own and handed the gate's decision to deploy
+    # through S3; the project folder got none of its files.
+    from pmatch.run_workspace import run_folder_name
+
+    folder = run_folder_name(run["dag_run_id"])
+    decision = json.loads(registry.read_file("runs", folder, "gate.json"))
     assert decision["run_id"] == run["dag_run_id"]
+    workspace = scheduler["project"] / ".pmatch/runs" / folder
+    assert json.loads((workspace / "reports/gate/decision.json").read_text()) == decision
+    assert not (scheduler["project"] / "reports/gate/decision.json").exists()
     # No task started an S3 server of its own: the connection's endpoint served them all.
     assert not scheduler["local_s3_dir"].exists()
 
@@ -129,6 +140,7 @@ def test_two_runs_at_once_both_reach_s3(scheduler, concurrent_runs):
         each for each in registry.monitoring_verdicts() if each["run_id"] == monitor["dag_run_id"]
     ]
     assert len(verdicts) == 1 and verdicts[0]["drift"] is False, verdicts
+    assert verdicts[0]["delivery"] == LOGICAL_DATE[:10] and verdicts[0]["listings"] >= 190
     assert monitor_tasks["trigger_retrain"]["state"] == "skipped"
     # The second retrain found nothing changed (its check short-circuits) or its model
     # already in production: still one version.

@@ -167,3 +167,16 @@ def test_the_application_uses_its_own_s3_user_created_with_a_bucket_policy(compo
             connection = json.loads(environment["AIRFLOW_CONN_PMATCH_S3"])
             assert connection["login"] == variables["PMATCH_S3_ACCESS_KEY"]
             assert connection["extra"]["endpoint_url"] == "http://minio:9000"
+
+
+def test_no_folder_is_shared_between_the_airflow_containers(compose):
+    """Tasks hand data over through S3 (pmatch.run_tasks): no Airflow container mounts a
+    volume at the project or the runs' workspaces, and workers keep runs in a folder of
+    their own."""
+    environment = compose["services"]["airflow-worker"]["environment"]
+    project, runs = environment["PMATCH_PROJECT_DIR"], environment["PMATCH_RUNS_DIR"]
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            target = volume.split(":")[1] if isinstance(volume, str) else volume["target"]
+            assert not project.startswith(target) and not runs.startswith(target), (name, volume)
+    assert "pmatch-workspace" not in compose.get("volumes", {})
