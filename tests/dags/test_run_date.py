@@ -54,7 +54,7 @@ def dag_bag():
 
 def test_monitor_task_runs_without_a_logical_date(dag_bag, monkeypatch):
     """The monitor task dates its verdict by run_after; `ds` is not needed."""
-    import pmatch.pipeline
+    import pmatch.run_tasks
 
     calls = {}
 
@@ -62,7 +62,7 @@ def test_monitor_task_runs_without_a_logical_date(dag_bag, monkeypatch):
         calls["monitor"] = (delivery, run_id, run_date)
         return {"delivery": "2026-11-04", "drift": False, "retrain": False}
 
-    monkeypatch.setattr(pmatch.pipeline, "monitor", monitor)
+    monkeypatch.setattr(pmatch.run_tasks, "monitor", monitor)
     task = dag_bag.dags["pmatch_monitor"].get_task("monitor")
     result = task.python_callable("data/inbox/2026-11-04", **api_triggered_context())
     assert calls["monitor"] == (
@@ -90,16 +90,16 @@ def test_monitor_finds_the_delivery_in_the_param_or_the_triggering_asset_event(d
 
 @pytest.mark.parametrize("task_id", ["gate", "deploy"])
 def test_retrain_gate_and_deploy_run_without_a_logical_date(dag_bag, monkeypatch, task_id):
-    import pmatch.pipeline
+    import pmatch.run_tasks
 
     calls = []
     monkeypatch.setattr(
-        pmatch.pipeline,
+        pmatch.run_tasks,
         "gate",
         lambda run_id, run_date: calls.append((run_id, run_date)) or {"deploy": True},
     )
     monkeypatch.setattr(
-        pmatch.pipeline,
+        pmatch.run_tasks,
         "deploy",
         lambda run_id, run_date, reason: (
             calls.append((run_id, run_date, reason)) or {"version": "v1"}
