@@ -3,6 +3,7 @@ recorded data version restored with dvc pull."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 
@@ -12,6 +13,18 @@ from tests.conftest import TEST_BUCKET, make_project
 from tests.unit.test_ingest import INITIAL, delivery, listing
 
 pytestmark = [pytest.mark.integration]
+
+
+@contextlib.contextmanager
+def _s3_settings(project, local_s3: str, prefix: str, inbox: str):
+    """pmatch's settings for project on the tests' S3 server, under prefix, with inbox."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMATCH_PROJECT_DIR", str(project))
+        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
+        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
+        patch.setenv("PMATCH_S3_PREFIX", prefix)
+        patch.setenv("PMATCH_INBOX", inbox)
+        yield
 
 
 def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path, local_s3):
@@ -26,12 +39,7 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     delivery(inbox / "2026-01-01", INITIAL, first_seed=100)
     later = [listing(f"N{index}", f"New item number {index}") for index in range(9)]
     delivery(inbox / "2026-01-08", [*later, listing("N9", "   ")], first_seed=200)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PMATCH_PROJECT_DIR", str(project))
-        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
-        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
-        patch.setenv("PMATCH_S3_PREFIX", "ingest-test")
-        patch.setenv("PMATCH_INBOX", "inbox")
+    with _s3_settings(project, local_s3, "ingest-test", "inbox"):
         first = ingest(project_dir=project)
         second = ingest(project_dir=project)
         assert ingest(project_dir=project) is None  # nothing pending
@@ -46,14 +54,14 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     assert again["already_ingested"] and again["data_version"] == second["data_version"]
 
     client = s3_client(local_s3)
+    # By prefix: the bucket is the session's, and other tests' objects fill its first pages.
     keys = {
         item["Key"]
-        for item in client.list_objects_v2(Bucket=TEST_BUCKET)["Contents"]
-        if item["Key"].startswith(("ingest-test/", "dvc/"))
+        for item in client.list_objects_v2(Bucket=TEST_BUCKET, Prefix="ingest-test/")["Contents"]
     }
     assert "ingest-test/quarantine/2026-01-08/photos/N9-x.png" in keys
     assert "ingest-test/quarantine/2026-01-08/ingest.html" in keys
-    assert any(key.startswith("dvc/files/md5/") for key in keys)
+    assert client.list_objects_v2(Bucket=TEST_BUCKET, Prefix="dvc/files/md5/")["KeyCount"] > 0
     records = {}
     for name in ("2026-01-01", "2026-01-08"):
         body = client.get_object(
@@ -75,12 +83,7 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     inbox_uri = f"s3://{TEST_BUCKET}/inbox"
     assert list_inbox(inbox_uri, settings) == [f"{inbox_uri}/2026-01-15"]
     assert pending_deliveries(inbox_uri, catalogue, settings) == [f"{inbox_uri}/2026-01-15"]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PMATCH_PROJECT_DIR", str(project))
-        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
-        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
-        patch.setenv("PMATCH_S3_PREFIX", "ingest-test")
-        patch.setenv("PMATCH_INBOX", inbox_uri)
+    with _s3_settings(project, local_s3, "ingest-test", inbox_uri):
         from_s3 = ingest(project_dir=project)
     assert (from_s3["delivery"], from_s3["accepted"]) == ("2026-01-15", 1)
     assert pending_deliveries(inbox_uri, catalogue, settings) == []
@@ -98,12 +101,7 @@ def test_deliveries_become_pushed_data_versions_that_dvc_pull_restores(tmp_path,
     # current version S3 names (the last ingest's, on the first machine), not from nothing.
     other = make_project(tmp_path / "machine-b", {})
     delivery(other / "inbox" / "2026-01-22", [listing("B1", "Ingested on machine b")], 950)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PMATCH_PROJECT_DIR", str(other))
-        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
-        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
-        patch.setenv("PMATCH_S3_PREFIX", "ingest-test")
-        patch.setenv("PMATCH_INBOX", "inbox")
+    with _s3_settings(other, local_s3, "ingest-test", "inbox"):
         on_b = ingest(project_dir=other)
     assert on_b["previous_data_version"] == from_s3["data_version"]
     assert on_b["accepted"] == 1
@@ -120,12 +118,7 @@ def test_the_ingest_dag_ingests_the_oldest_pending_delivery_then_skips(
 
     project = make_project(tmp_path / "project", {})
     delivery(project / "inbox" / "2026-01-01", INITIAL, first_seed=100)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PMATCH_PROJECT_DIR", str(project))
-        patch.setenv("PMATCH_S3_ENDPOINT_URL", local_s3)
-        patch.setenv("PMATCH_S3_BUCKET", TEST_BUCKET)
-        patch.setenv("PMATCH_S3_PREFIX", "ingest-dag-test")
-        patch.setenv("PMATCH_INBOX", "inbox")
+    with _s3_settings(project, local_s3, "ingest-dag-test", "inbox"):
         first = run_dag("pmatch_ingest", datetime(2026, 1, 1, 6, 0, tzinfo=UTC))
         second = run_dag("pmatch_ingest", datetime(2026, 1, 2, 6, 0, tzinfo=UTC))
 

@@ -108,6 +108,29 @@ def test_monitor_cli_prints_the_verdict_with_drift_and_retrain(retrained, delive
     assert {"score", "below_threshold", "label", "photo_brightness"} <= set(scores.columns)
 
 
+def test_monitor_cli_reads_a_delivery_from_an_s3_prefix(retrained, deliveries):
+    """A delivery in an S3 inbox (as under Celery, where workers share no folder) is
+    downloaded into the project and watched like a local one."""
+    from tests.conftest import TEST_BUCKET
+
+    project, _, registry = retrained
+    for path in deliveries["tiny"].rglob("*"):
+        if path.is_file():
+            key = f"monitor-inbox/tiny-s3/{path.relative_to(deliveries['tiny']).as_posix()}"
+            registry.client.upload_file(str(path), TEST_BUCKET, key)
+    uri = f"s3://{TEST_BUCKET}/monitor-inbox/tiny-s3"
+    verdict = json.loads(
+        run(
+            [sys.executable, "-m", "pmatch.cli", "monitor", "--project", str(project)]
+            + ["--delivery", uri, "--run-date", "2026-11-22"],
+            project,
+        ).stdout
+    )
+    assert verdict["delivery"] == "tiny-s3" and verdict["delivery_uri"] == uri
+    assert verdict["listings"] == 12 and verdict["left_out"] == {"photo missing": 1}
+    assert (project / "deliveries/tiny-s3/catalog.csv").is_file()
+
+
 def test_darker_photos_wait_for_persistence_then_retrain_with_a_reason(monitored):
     project, _, runs, triggered = monitored
     # Each DAG run wrote its reports into its own workspace, not into the project.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pmatch.stages.common import print_json
 
 
@@ -24,9 +22,9 @@ def run_date(text: str) -> str:
 def add_arguments(parser) -> None:
     parser.add_argument(
         "--delivery",
-        type=Path,
         required=True,
-        help="delivery folder: catalog.csv (optional label column: 1 match, 0 not) and its photos",
+        help="delivery folder (catalog.csv, optional label column: 1 match, 0 not, and its "
+        "photos), or an s3://bucket/prefix holding one",
     )
     parser.add_argument(
         "--run-id", default="manual", help="names the report folder (default: manual)"
