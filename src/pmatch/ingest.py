@@ -48,6 +48,15 @@ ALREADY_IN_CATALOGUE = "photo already belongs to another product of the catalogu
 REPORT_JSON = "ingest.json"
 # Where in the registry's prefix the catalogue's current .dvc file is kept.
 CATALOG_POINTERS = "catalog"
+
+
+def catalog_pointer_key(catalog: str | Path) -> tuple[str, str]:
+    """The registry key parts of the .dvc file naming a catalogue's current version.
+
+    catalog: the catalogue folder relative to the project (data/catalog)."""
+    return (CATALOG_POINTERS, f"{Path(catalog).as_posix()}.dvc")
+
+
 REPORT_HTML = "ingest.html"
 THUMBNAIL_SIDE = 96
 
@@ -747,5 +756,5 @@ def _publish(result: IngestResult, project: Path | None, report_dir: Path, setti
     if project is not None and result.dvc_file:
         # Last, once the data is in the remote: the catalogue's current version, which runs
         # on any machine snapshot (pmatch.run_tasks.start) and later ingests start from.
-        relative = Path(result.dvc_file).relative_to(project).as_posix()
-        registry.upload_file(result.dvc_file, CATALOG_POINTERS, relative)
+        catalog = Path(result.dvc_file).relative_to(project).with_suffix("")
+        registry.upload_file(result.dvc_file, *catalog_pointer_key(catalog))

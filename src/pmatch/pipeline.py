@@ -331,12 +331,13 @@ def sync_catalogue(space: Workspace, catalog: Path, settings) -> bool:
     .dvc file and `dvc pull`s it. Nothing to do when they agree, when S3 names none yet, or
     for a catalogue outside the DVC project. Returns whether it pulled."""
     from pmatch import dvc_remote
-    from pmatch.ingest import CATALOG_POINTERS
+    from pmatch.ingest import catalog_pointer_key
 
     if not catalog.is_relative_to(space.root) or not (space.root / ".dvc").is_dir():
         return False
-    relative = f"{catalog.relative_to(space.root).as_posix()}.dvc"
-    current = open_registry(settings).read_file(CATALOG_POINTERS, relative)
+    key = catalog_pointer_key(catalog.relative_to(space.root))
+    relative = key[-1]
+    current = open_registry(settings).read_file(*key)
     local = space.root / relative
     if current is None or (local.is_file() and local.read_bytes() == current):
         return False

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from pmatch.config import Settings, load_params, load_settings
-from pmatch.ingest import CATALOG_POINTERS
+from pmatch.ingest import catalog_pointer_key
 from pmatch.run_workspace import (
     RunWorkspaceError,
     get_file,
@@ -84,11 +84,6 @@ def _connected():
 
 def _open(run_id: str, settings: Settings, registry) -> Path:
     return open_workspace(run_id, registry, settings, runs_dir(settings), cache_dir(settings))
-
-
-def catalog_pointer_key(catalog: str) -> tuple[str, ...]:
-    """The registry key parts of the .dvc file naming a project catalogue's current version."""
-    return (CATALOG_POINTERS, f"{Path(catalog).as_posix()}.dvc")
 
 
 def start(run_id: str) -> dict:
