@@ -31,7 +31,8 @@ and rolls production back (and fails) when the smoke test fails.
 emits it when a delivery makes a new data version); `deploy` emits the `pmatch_model` asset
 (its extra names the version) for whatever consumes the production model.
 
-**Params** (trigger form, or the run's conf, which overrides them): `reason` is logged by
+**Params** (trigger form, or the run's conf, which overrides them): `reason` is the run's
+note (written when the scheduler starts the run, `plugins/pmatch_run_notes.py`), logged by
 every task and recorded in the deployed version's manifest and promotion; `force` retrains
 even when nothing changed (`check` goes on, and the DVC stages run with `dvc repro --force`).
 
@@ -53,6 +54,8 @@ from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param,
 
 # From plugins/, which Airflow puts on sys.path when it is imported (above).
 from pmatch_notifiers import FailureLogNotifier
+
+from pmatch.run_notes import DEFAULT_REASON
 
 CATALOG = Asset(name="pmatch_catalog")
 MODEL = Asset(name="pmatch_model")
@@ -165,9 +168,10 @@ def deploy(**context) -> dict:
     on_failure_callback=FailureLogNotifier(),
     params={
         "reason": Param(
-            "scheduled",
+            DEFAULT_REASON,
             type="string",
-            description="Why this run: logged, and recorded in the deployed version's manifest.",
+            description="Why this run: the run's note, logged, and recorded in the deployed "
+            "version's manifest.",
         ),
         "force": Param(
             False,

@@ -54,7 +54,23 @@ def run_dag(dag_id: str, logical_date: datetime, conf: dict | None = None) -> di
     """Runs one DAG run in-process and returns its id, state and per-task durations."""
     dag = load_dag(dag_id)
     dag_run = dag.test(logical_date=logical_date, run_conf=conf)
+    write_note(dag_id, dag_run.run_id, conf)
     return describe_run(dag_id, dag_run.run_id)
+
+
+def write_note(dag_id: str, run_id: str, conf: dict | None) -> None:
+    """The run's note, as plugins/pmatch_run_notes.py writes it for runs a scheduler starts
+    (dag.test() runs start without one)."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    from pmatch.run_notes import run_note
+
+    with create_session() as session:
+        dag_run = session.query(DagRun).filter_by(dag_id=dag_id, run_id=run_id).one()
+        note = run_note(dag_id, conf, dag_run.note)
+        if note is not None:
+            dag_run.note = note
 
 
 def describe_run(dag_id: str, run_id: str) -> dict:
@@ -101,17 +117,18 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
     """Runs the loop once over the sample's deliveries and returns the summary it also prints.
 
     1. `dvc repro sample`: the catalogue and the dated deliveries in data/inbox;
-    2. the first delivery (the catalogue itself) through pmatch_ingest, then pmatch_retrain:
-       validate, train, gate, deploy;
+    2. the first delivery (the catalogue itself) through pmatch_ingest, then, when it made a
+       new data version or no model is in production, pmatch_retrain: validate, train,
+       gate, deploy (under a scheduler, ingest's pmatch_catalog event starts that run);
     3. each later delivery through pmatch_ingest (quarantine, a new data version) and
        pmatch_monitor (drift signals; with reviewed labels, the labelled F1 decides); when its
        verdict starts a retrain, the pmatch_retrain run it triggered (run here, as a
        scheduler would);
-    4. the weekly pmatch_retrain on the data version holding every delivery;
-    5. both models' F1 on the last shifted delivery, which neither was trained on.
+    4. both models' F1 on the last shifted delivery, which neither was trained on.
     Every run is dated by its delivery (the run's logical date), never by the clock, so a
-    second job repeats the same runs: every delivery is already ingested and the model for
-    the data version is already in production, so it adds no model version.
+    second job repeats the same runs: every delivery is already ingested (no new data
+    version, so no first retrain) and production knows every delivery (no drift), so it
+    adds no model version.
     """
     from pmatch.sample.deliveries import DELIVERIES, INITIAL_DELIVERY
 
@@ -163,6 +180,7 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
         for name, kind in kinds.items():
             day = datetime.fromisoformat(name).replace(tzinfo=UTC)
             folder = inbox / name
+            version_before = _data_version(space)
             ingest_run = timed(
                 f"pmatch_ingest ({name})",
                 run_dag,
@@ -184,11 +202,14 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
                 "verdict": None,
             }
             if name == INITIAL_DELIVERY:
-                retrain(
-                    day + timedelta(hours=1),
-                    f"initial catalogue (delivery {name})",
-                    "pmatch_retrain (initial)",
-                )
+                if _data_version(space) != version_before or registry.production() is None:
+                    retrain(
+                        day + timedelta(hours=1),
+                        f"initial catalogue (delivery {name})",
+                        "pmatch_retrain (initial)",
+                    )
+                else:
+                    row["step"] = "no new data version: no retrain"
             else:
                 monitor_run = timed(
                     f"pmatch_monitor ({name})",
@@ -216,12 +237,6 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
             row["production"] = production["version"] if production else None
             summary["deliveries"].append(row)
 
-        last = datetime.fromisoformat(list(kinds)[-1]).replace(tzinfo=UTC)
-        retrain(
-            last + timedelta(days=1),
-            "weekly: the data version holding every delivery",
-            "pmatch_retrain (weekly)",
-        )
         after = registry.production()
         summary["production_after"] = after["version"] if after else None
         summary["versions_after"] = len(registry.versions())
@@ -241,6 +256,14 @@ def run_main_job(project_dir: str | Path | None = None, log=print) -> dict:
     log(format_summary(summary, space.root))
     log(f"(full summary: {summary_path})")
     return summary
+
+
+def _data_version(space) -> str | None:
+    """The catalogue's data version as its .dvc file names it (None before the first ingest)."""
+    from pmatch.pipeline import dvc_file_version
+
+    pointer = space.root / "data" / "catalog.dvc"
+    return dvc_file_version(pointer) if pointer.is_file() else None
 
 
 def _require_success(run: dict) -> None:
@@ -272,8 +295,7 @@ def _retrain_outcome(space, run: dict, registry) -> dict:
 def _models_on_shifted_data(space, registry, summary: dict, inbox: Path, deliveries) -> dict:
     """The labelled F1 of the first deployed model and of the model the drift-triggered
     retrain deployed, on the last delivery of the shift (new product kinds), which neither
-    was trained on: each listing's photo with its own title, at each model's own threshold.
-    (The weekly model has seen that delivery, so it is not compared here.)"""
+    was trained on: each listing's photo with its own title, at each model's own threshold."""
     from sklearn.metrics import f1_score
 
     from pmatch.catalog.format import read_catalog
@@ -321,7 +343,7 @@ def format_summary(summary: dict, root: Path) -> str:
     for row in summary["deliveries"]:
         verdict = row["verdict"]
         if verdict is None:
-            drift, f1, step = "-", "-", "train the first model"
+            drift, f1, step = "-", "-", row.get("step", "train the first model")
         else:
             drift = {True: "DRIFT", False: "no drift"}.get(verdict.get("drift"), "no verdict")
             signal = verdict.get("signals", {}).get("labels_f1")

@@ -81,6 +81,10 @@ def test_a_retrain_triggered_without_a_logical_date_deploys_through_the_connecti
     manifest = registry.manifest(production["version"])
     assert manifest["run_id"] == run["dag_run_id"]
     assert "scheduler test" in manifest["reason"]
+    # The plugin's listener made the reason the run's note when the scheduler started it.
+    api = scheduler["api"]
+    details = api.call("GET", api.run_path("pmatch_retrain", run["dag_run_id"]))
+    assert details["note"] == "reason: scheduler test"
     # Dated by run_after, the time the run was due, as it has no logical date.
     assert manifest["created_at"][:10] == run["run_after"][:10]
     # The run worked in a workspace of its own and handed the gate's decision to deploy
