@@ -58,6 +58,12 @@ def catalog_pointer_key(catalog: str | Path) -> tuple[str, str]:
 
 
 REPORT_HTML = "ingest.html"
+# The lock object (in the registry's prefix) an ingest holds while it merges, so that
+# ingests on machines sharing S3 take turns. A crashed ingest blocks the others for at most
+# the expiry, the ingest task's timeout; a waiting one gives up after the wait.
+CATALOG_LOCK = "locks/catalog.lock"
+CATALOG_LOCK_EXPIRY_SECONDS = 60 * 60.0
+CATALOG_LOCK_WAIT_SECONDS = 15 * 60.0
 THUMBNAIL_SIDE = 96
 
 
@@ -525,7 +531,8 @@ def ingest_delivery(
     project_root: the DVC project whose data/catalog.dvc tracks the catalogue (None or a
     folder without .dvc/: the catalogue is not tracked). settings: S3 with a resolved endpoint
     (pmatch.storage.s3_settings) to push the data version to the DVC remote and record the
-    delivery and its quarantine in S3; None keeps everything local.
+    delivery and its quarantine in S3; None keeps everything local. With both, the merge
+    runs under the catalogue's lock in S3 on top of the version S3 names (shared_catalogue).
     Raises DeliveryRefused (nothing merged) when the delivery is broken as a whole.
     """
     catalog = Path(catalog)
@@ -541,23 +548,89 @@ def ingest_delivery(
             delivery_dir = Path(source)
             if not delivery_dir.is_dir():
                 raise DeliveryRefused(f"{delivery_dir}: no such delivery folder")
+        # This machine's lock, then S3's (every ingest takes them in this order).
         with catalogue_lock(catalog):
             _recover(catalog)
-            try:
-                result = _ingest_locked(delivery_dir, name, catalog, params, report_dir, project)
-            except DeliveryRefused as refused:
-                _record_refusal(catalog, name, str(refused))
-                raise
-            if result.already_ingested:
-                # A retry after a failed push or S3 write: finish publishing what is there.
-                if settings is not None and not _recorded(settings, name):
-                    _finish_publishing(result, project, catalog, report_dir, settings)
-                return result
-            if project is not None:
-                result.dvc_file = str(_dvc_add(project, catalog))
-            if settings is not None:
-                _publish(result, project, report_dir, settings)
+            with shared_catalogue(project, catalog, settings):
+                return _merge_and_publish(
+                    delivery_dir, name, catalog, params, report_dir, project, settings
+                )
+
+
+def _merge_and_publish(
+    delivery_dir: Path,
+    name: str,
+    catalog: Path,
+    params: Params,
+    report_dir: Path,
+    project: Path | None,
+    settings: Settings | None,
+) -> IngestResult:
+    try:
+        result = _ingest_locked(delivery_dir, name, catalog, params, report_dir, project)
+    except DeliveryRefused as refused:
+        _record_refusal(catalog, name, str(refused))
+        raise
+    if result.already_ingested:
+        # A retry after a failed push or S3 write: finish publishing what is there.
+        if settings is not None and not _recorded(settings, name):
+            _finish_publishing(result, project, catalog, report_dir, settings)
+        return result
+    if project is not None:
+        result.dvc_file = str(_dvc_add(project, catalog))
+    if settings is not None:
+        _publish(result, project, report_dir, settings)
     return result
+
+
+@contextlib.contextmanager
+def shared_catalogue(project: Path | None, catalog: Path, settings: Settings | None):
+    """While an ingest merges, with S3: holds the catalogue's lock in S3 (CATALOG_LOCK: one
+    ingest at a time on every machine sharing the prefix) and first brings this machine's
+    catalogue to the version S3 names as current (sync_catalogue), so that no ingest merges
+    into a stale version and overwrites another machine's. Without S3 or DVC: nothing."""
+    if settings is None or project is None:
+        yield
+        return
+    from pmatch.storage import open_registry
+
+    with open_registry(settings).lock(
+        CATALOG_LOCK,
+        expiry_seconds=CATALOG_LOCK_EXPIRY_SECONDS,
+        wait_seconds=CATALOG_LOCK_WAIT_SECONDS,
+        holder="ingest",
+    ):
+        sync_catalogue(project, catalog, settings)
+        yield
+
+
+def sync_catalogue(project: Path, catalog: Path, settings: Settings) -> bool:
+    """Brings the catalogue of the DVC project to the version S3 names as current (the .dvc
+    file the last ingest, on whatever machine, left under catalog/ in the registry): writes
+    that .dvc file and `dvc pull`s it. Nothing to do when they agree, when S3 names none
+    yet, or for a catalogue outside the DVC project. Returns whether it pulled."""
+    from pmatch import dvc_remote
+    from pmatch.storage import open_registry
+
+    project, catalog = Path(project).resolve(), Path(catalog).resolve()
+    if not catalog.is_relative_to(project) or not (project / ".dvc").is_dir():
+        return False
+    key = catalog_pointer_key(catalog.relative_to(project))
+    relative = key[-1]
+    current = open_registry(settings).read_file(*key)
+    local = project / relative
+    if current is None or (local.is_file() and local.read_bytes() == current):
+        return False
+    print(
+        f"ingest: {relative} here differs from the current one in S3 (another machine "
+        "ingested since): pulling S3's version first",
+        flush=True,
+    )
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(current)
+    dvc_remote.configure_remote(project, settings)
+    dvc_remote.pull(project, [relative])
+    return True
 
 
 def _recorded(settings: Settings, name: str) -> bool:

@@ -290,14 +290,15 @@ def ingest(delivery: str | None = None, project_dir: str | Path | None = None) -
     Pushes the new data version to the DVC remote and records the delivery in S3. Returns the
     result (delivery, rows, accepted, quarantined, data_version, ...), or None when no
     delivery is pending."""
-    from pmatch.ingest import ingest_delivery
+    from pmatch.ingest import ingest_delivery, sync_catalogue
 
     space = workspace(project_dir)
     params = load_params(space.params)
     catalog = space.resolve(params.data.catalog)
     with s3_settings(project_settings(space)) as settings:
-        # First, so that what is pending is read from the current catalogue's ledger.
-        sync_catalogue(space, catalog, settings)
+        # First, so that what is pending is read from the current catalogue's ledger
+        # (ingest_delivery syncs again under the catalogue's lock in S3).
+        sync_catalogue(space.root, catalog, settings)
         if not delivery:
             delivery = _pending_delivery(space, settings)
             if delivery is None:
@@ -323,34 +324,6 @@ def ingest(delivery: str | None = None, project_dir: str | Path | None = None) -
             flush=True,
         )
     return document
-
-
-def sync_catalogue(space: Workspace, catalog: Path, settings) -> bool:
-    """Brings this machine's catalogue to the version S3 names as current (the .dvc file
-    the last ingest, on whatever machine, left under catalog/ in the registry): writes that
-    .dvc file and `dvc pull`s it. Nothing to do when they agree, when S3 names none yet, or
-    for a catalogue outside the DVC project. Returns whether it pulled."""
-    from pmatch import dvc_remote
-    from pmatch.ingest import catalog_pointer_key
-
-    if not catalog.is_relative_to(space.root) or not (space.root / ".dvc").is_dir():
-        return False
-    key = catalog_pointer_key(catalog.relative_to(space.root))
-    relative = key[-1]
-    current = open_registry(settings).read_file(*key)
-    local = space.root / relative
-    if current is None or (local.is_file() and local.read_bytes() == current):
-        return False
-    print(
-        f"ingest: {relative} here differs from the current one in S3 (another machine "
-        "ingested since): pulling S3's version first",
-        flush=True,
-    )
-    local.parent.mkdir(parents=True, exist_ok=True)
-    local.write_bytes(current)
-    dvc_remote.configure_remote(space.root, settings)
-    dvc_remote.pull(space.root, [relative])
-    return True
 
 
 def retrain_check(

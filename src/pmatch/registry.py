@@ -13,6 +13,7 @@ Layout under s3://BUCKET/PREFIX/:
                         "reason", "action"}; named so that they sort by time, then by a counter
   locks/production.lock {"owner", "expires_at"} while a promotion runs on a server without
                         conditional writes
+  locks/catalog.lock    the same while an ingest (on whatever machine) merges a delivery
   monitoring/BATCH/RUN/ drift.html, drift.json, scores.csv, verdict.json of one run
   monitoring/history.*  every run's verdict side by side (csv, png, html)
 
@@ -387,8 +388,8 @@ class ModelRegistry:
                 self._delete(key)
         return self._conditional_writes
 
-    def _read_lock(self) -> dict | None:
-        found = self._get(self.key(LOCK_FILE))
+    def _read_lock(self, name: str = LOCK_FILE) -> dict | None:
+        found = self._get(self.key(name))
         if found is None:
             return None
         try:
@@ -398,43 +399,63 @@ class ModelRegistry:
             return None
         return lock if isinstance(lock, dict) else None
 
+    def _production_lock(self):
+        """Holds locks/production.lock while a promotion moves the pointer (see lock)."""
+        return self.lock(
+            LOCK_FILE,
+            expiry_seconds=LOCK_EXPIRY_SECONDS,
+            wait_seconds=LOCK_WAIT_SECONDS,
+            holder="promotion",
+            error=PromotionConflict,
+        )
+
     @contextlib.contextmanager
-    def _production_lock(self) -> Iterator[str]:
-        """Holds locks/production.lock while the block runs; yields the owner token.
+    def lock(
+        self,
+        name: str,
+        *,
+        expiry_seconds: float,
+        wait_seconds: float,
+        holder: str,
+        error: type[RegistryError] = RegistryError,
+    ) -> Iterator[str]:
+        """Holds the lock object `name` (under the prefix) while the block runs; yields the
+        owner token. Works on any S3 server, with or without conditional writes.
 
         Acquire: read the lock (absent or expired means free), write our token with an
         expiry, wait LOCK_SETTLE_SECONDS, read it back and hold it only if the token is
         ours. Release: delete it if it is still ours. A holder that crashed blocks others
-        for at most LOCK_EXPIRY_SECONDS. This is sound as long as no contender takes
-        longer than the settle delay between reading "free" and writing its token; where
-        the server has conditional writes they are used instead.
+        for at most expiry_seconds; a contender gives up after wait_seconds with error,
+        naming the lock, its owner and when it expires (holder: what holds such a lock,
+        for the message). This is sound as long as no contender takes longer than the
+        settle delay between reading "free" and writing its token.
         """
         token = uuid.uuid4().hex
-        key = self.key(LOCK_FILE)
-        deadline = self.clock() + LOCK_WAIT_SECONDS
+        key = self.key(name)
+        deadline = self.clock() + wait_seconds
         while True:
-            current = self._read_lock()
+            current = self._read_lock(name)
             now = self.clock()
             expired = current is None or float(current.get("expires_at", 0) or 0) < now
             if expired:
-                self._put_json(key, {"owner": token, "expires_at": now + LOCK_EXPIRY_SECONDS})
+                self._put_json(key, {"owner": token, "expires_at": now + expiry_seconds})
                 self.sleep(LOCK_SETTLE_SECONDS)
-                back = self._read_lock()
+                back = self._read_lock(name)
                 if back is not None and back.get("owner") == token:
                     break
                 current = back
             if self.clock() > deadline:
-                holder = current or {}
-                raise PromotionConflict(
-                    f"another promotion holds {self.uri(LOCK_FILE)} (owner "
-                    f"{holder.get('owner')}, expires at {holder.get('expires_at')}); try again "
-                    f"once it is done, or after {LOCK_EXPIRY_SECONDS:g} s if it crashed"
+                held = current or {}
+                raise error(
+                    f"another {holder} holds {self.uri(name)} (owner {held.get('owner')}, "
+                    f"expires at {held.get('expires_at')}); try again once it is done, or "
+                    f"after {expiry_seconds:g} s if it crashed"
                 )
             self.sleep(LOCK_RETRY_SECONDS)
         try:
             yield token
         finally:
-            back = self._read_lock()
+            back = self._read_lock(name)
             if back is not None and back.get("owner") == token:
                 self._delete(key)
 

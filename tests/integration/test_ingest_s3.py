@@ -128,3 +128,76 @@ def test_the_ingest_dag_ingests_the_oldest_pending_delivery_then_skips(
     # Nothing pending: skipped, not failed.
     assert second["state"] == "success", second
     assert second["tasks"]["ingest"]["state"] == "skipped"
+
+
+def test_two_machines_ingesting_at_once_take_turns_and_keep_both_deliveries(tmp_path, local_s3):
+    """`pmatch ingest` at the same moment on two machines that share S3 (each its own project
+    and catalogue): the catalogue's lock in S3 makes them take turns, and the second merges on
+    top of the version the first made (it syncs from S3 first), so no delivery is lost."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pmatch.ingest import CATALOG_LOCK, catalog_pointer_key
+    from pmatch.pipeline import dvc_file_version
+    from pmatch.s3server import s3_client
+
+    prefix = "two-machines"
+    machines = {}
+    for name, day, seed in (("a", "2026-03-01", 960), ("b", "2026-03-02", 970)):
+        project = make_project(tmp_path / f"machine-{name}", {})
+        rows = [
+            listing(f"{name.upper()}{index}", f"Listed on machine {name}") for index in (1, 2, 3)
+        ]
+        delivery(project / "inbox" / day, rows, seed)
+        machines[name] = project
+    processes = {}
+    for name, project in machines.items():
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PMATCH_PROJECT_DIR": str(project),
+            "PMATCH_S3_ENDPOINT_URL": local_s3,
+            "PMATCH_S3_BUCKET": TEST_BUCKET,
+            "PMATCH_S3_PREFIX": prefix,
+            "PMATCH_INBOX": "inbox",
+        }
+        processes[name] = subprocess.Popen(
+            ["pmatch", "ingest", "--pending"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    outputs = {name: process.communicate(timeout=600)[0] for name, process in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, outputs[name]
+    # One of them found the other's version in S3 and merged on top of it.
+    assert sum("pulling S3's version first" in output for output in outputs.values()) == 1, outputs
+
+    client = s3_client(local_s3)
+    pointer = client.get_object(
+        Bucket=TEST_BUCKET, Key=f"{prefix}/{'/'.join(catalog_pointer_key('data/catalog'))}"
+    )["Body"].read()
+    current = dvc_file_version_of(pointer, tmp_path)
+    versions = {
+        name: dvc_file_version(project / "data/catalog.dvc") for name, project in machines.items()
+    }
+    assert current in versions.values()
+    last = next(project for name, project in machines.items() if versions[name] == current)
+    catalogue = (last / "data/catalog/catalog.csv").read_text()
+    assert all(f"{product}{index}" in catalogue for product in "AB" for index in (1, 2, 3))
+    assert (last / "data/catalog/deliveries.csv").read_text().count("2026-03-0") == 2
+    # The lock is released.
+    listed = client.list_objects_v2(Bucket=TEST_BUCKET, Prefix=f"{prefix}/{CATALOG_LOCK}")
+    assert listed["KeyCount"] == 0
+
+
+def dvc_file_version_of(body: bytes, folder) -> str:
+    from pmatch.pipeline import dvc_file_version
+
+    path = folder / "pointer.dvc"
+    path.write_bytes(body)
+    return dvc_file_version(path)
