@@ -449,7 +449,8 @@ class ModelRegistry:
                 raise error(
                     f"another {holder} holds {self.uri(name)} (owner {held.get('owner')}, "
                     f"expires at {held.get('expires_at')}); try again once it is done, or "
-                    f"after {expiry_seconds:g} s if it crashed"
+                    f"after {expiry_seconds:g} s if it crashed (or delete {self.uri(name)} "
+                    f"when you are sure no {holder} runs)"
                 )
             self.sleep(LOCK_RETRY_SECONDS)
         try:

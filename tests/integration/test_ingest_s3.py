@@ -201,3 +201,30 @@ def dvc_file_version_of(body: bytes, folder) -> str:
     path = folder / "pointer.dvc"
     path.write_bytes(body)
     return dvc_file_version(path)
+
+
+def test_an_ingest_waits_for_the_catalogue_lock_then_names_its_holder(
+    tmp_path, local_s3, monkeypatch
+):
+    """While another machine's ingest holds the catalogue's lock in S3, an ingest waits; past
+    its wait it fails naming the lock and how to free it, and the catalogue is untouched."""
+    from pmatch import ingest as ingest_module
+    from pmatch.pipeline import ingest
+    from pmatch.registry import RegistryError
+    from pmatch.storage import open_registry
+
+    project = make_project(tmp_path / "machine", {})
+    delivery(project / "inbox" / "2026-04-01", INITIAL, 990)
+    monkeypatch.setattr(ingest_module, "CATALOG_LOCK_WAIT_SECONDS", 2.0)
+    with _s3_settings(project, local_s3, "locked-catalogue", "inbox"):
+        from pmatch.config import load_settings
+
+        registry = open_registry(load_settings())
+        with registry.lock(
+            ingest_module.CATALOG_LOCK, expiry_seconds=600, wait_seconds=1, holder="ingest"
+        ):
+            with pytest.raises(RegistryError, match=r"another ingest holds .*catalog\.lock"):
+                ingest(project_dir=project)
+        assert not (project / "data" / "catalog" / "catalog.csv").exists()
+        # Once it is released, the same ingest goes through.
+        assert ingest(project_dir=project)["accepted"] == len(INITIAL)
