@@ -380,6 +380,32 @@ def test_a_healthy_photo_gets_its_fingerprints(tmp_path):
     assert 0 <= check.difference_hash < 2**64
 
 
+def test_a_photo_is_checked_once_per_content_and_a_rewritten_file_again(tmp_path, monkeypatch):
+    from pmatch.validate import contract
+
+    decoded = []
+    real = contract._check_photo_bytes
+
+    def counting(data, *args):
+        decoded.append(len(data))
+        return real(data, *args)
+
+    monkeypatch.setattr(contract, "_check_photo_bytes", counting)
+    write_photo(tmp_path / "a.png", 11)
+    shutil.copyfile(tmp_path / "a.png", tmp_path / "copy.png")
+
+    first = check_photo(tmp_path / "a.png", min_side=16, max_pixels=40_000_000)
+    again = check_photo(tmp_path / "copy.png", min_side=16, max_pixels=40_000_000)
+    assert again is first and len(decoded) == 1
+    assert check_photo(tmp_path / "a.png", min_side=17, max_pixels=40_000_000).status == (
+        "too_small"
+    )
+    write_photo(tmp_path / "a.png", 12)  # The same name, other pixels: checked again.
+    rewritten = check_photo(tmp_path / "a.png", min_side=16, max_pixels=40_000_000)
+    assert len(decoded) == 3 and rewritten.sha256 != first.sha256
+    assert not first.thumbnail.flags.writeable
+
+
 def test_image_paths_that_leave_the_catalogue_are_refused(tmp_path, params):
     outside = tmp_path / "outside.png"
     write_photo(outside, 7)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,12 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "result.html"
 # The side of the colour thumbnails two near-identical photos are compared on.
 THUMBNAIL_SIDE = 16
+# Photo checks this process keeps, by the file's content (its SHA-256) and the limits: an
+# ingest checks the catalogue's photos before and after the merge, and `pmatch run` ingests
+# delivery after delivery, so most photos would be decoded again unchanged. 20,000
+# checks hold about 60 MB of thumbnails.
+CHECKED_PHOTOS_KEPT = 20_000
+_CHECKED: OrderedDict[tuple, PhotoCheck] = OrderedDict()
 
 # The columns the expectations check that are derived from catalog.csv, and the column of
 # catalog.csv a person edits to fix them.
@@ -128,6 +135,18 @@ def check_photo(path: Path, min_side: int, max_pixels: int) -> PhotoCheck:
         data = path.read_bytes()
     except OSError:  # A folder, or permissions that forbid reading.
         return PhotoCheck("unreadable")
+    key = (hashlib.sha256(data).hexdigest(), min_side, max_pixels)
+    if key in _CHECKED:
+        _CHECKED.move_to_end(key)
+        return _CHECKED[key]
+    _CHECKED[key] = _check_photo_bytes(data, key[0], min_side, max_pixels)
+    if len(_CHECKED) > CHECKED_PHOTOS_KEPT:
+        _CHECKED.popitem(last=False)
+    return _CHECKED[key]
+
+
+def _check_photo_bytes(data: bytes, sha256: str, min_side: int, max_pixels: int) -> PhotoCheck:
+    """check_photo for a file's bytes (sha256: their digest)."""
     try:
         # Pillow warns about (or refuses) huge images when it opens them; the contract
         # refuses them itself, from the header, so the warning would only repeat it.
@@ -142,11 +161,10 @@ def check_photo(path: Path, min_side: int, max_pixels: int) -> PhotoCheck:
                     return PhotoCheck("too_small")
                 rgb = image.convert("RGB")
                 thumbnail = rgb.resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BOX)
+                pixels = np.array(thumbnail, dtype=np.float32)
+                pixels.flags.writeable = False  # Kept in _CHECKED, shared by later checks.
                 return PhotoCheck(
-                    "ok",
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    difference_hash=difference_hash(rgb),
-                    thumbnail=np.asarray(thumbnail, dtype=np.float32),
+                    "ok", sha256=sha256, difference_hash=difference_hash(rgb), thumbnail=pixels
                 )
     except Image.DecompressionBombError:
         return PhotoCheck("too_many_pixels")
