@@ -123,6 +123,8 @@ def test_heads_train_on_frozen_features_and_the_saved_model_scores_raw_inputs(
         load_dataset(tmp_path / "data-2").image_features, dataset.image_features, atol=1e-5
     )
     cached = Matcher.load(tmp_path / "model", threshold=metrics["threshold"], feature_store=store)
+    # The same file is loaded once per process; each Matcher keeps its own threshold and store.
+    assert cached.scorer is matcher.scorer and cached.feature_store is store
     from_cache = cached.score_embeddings(cached.embed_images(photos), cached.embed_texts(texts))
     assert CountingStore.saved == filled  # nothing new was encoded
     np.testing.assert_allclose(from_cache, from_raw, atol=1e-5)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,31 @@ from pmatch.features.text import Vocabulary
 
 # What preprocessing.json must say for scoring to prepare photos and texts as in training.
 PREPROCESSING_KEYS = ("image_size", "max_tokens", "image_features", "text_features")
+
+
+# Models this process keeps loaded, by their file's content: `pmatch run` scores delivery
+# after delivery with one production model, and loading it takes 5-8 s on 2 cores.
+LOADED_MODELS_KEPT = 2
+_LOADED: OrderedDict[str, object] = OrderedDict()
+
+
+def _load_model(path: Path):
+    """The Keras model in path (loaded once per content; scoring never changes it)."""
+    import keras
+
+    # Registers pmatch's custom layers, which safe_mode loading must know by name.
+    import pmatch.features.colour  # noqa: F401
+    import pmatch.features.minilm  # noqa: F401
+    import pmatch.model.matcher  # noqa: F401
+
+    with open(path, "rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    if digest not in _LOADED:
+        _LOADED[digest] = keras.saving.load_model(path, safe_mode=True)
+        if len(_LOADED) > LOADED_MODELS_KEPT:
+            _LOADED.popitem(last=False)
+    _LOADED.move_to_end(digest)
+    return _LOADED[digest]
 
 
 class ModelFolderError(ValueError):
@@ -55,13 +82,6 @@ class Matcher:
         frozen features of photos and texts it holds are read from it instead of encoded
         again, and new ones are added (pmatch score and monitoring pass the default store).
         """
-        import keras
-
-        # Registers pmatch's custom layers, which safe_mode loading must know by name.
-        import pmatch.features.colour  # noqa: F401
-        import pmatch.features.minilm  # noqa: F401
-        import pmatch.model.matcher  # noqa: F401
-
         directory = Path(directory)
         for name in (MODEL_FILE, VOCABULARY_FILE, PREPROCESSING_FILE):
             if not (directory / name).is_file():
@@ -77,7 +97,7 @@ class Matcher:
                 "saved by an older pmatch. Train it again (`dvc repro train`)"
             )
         try:
-            model = keras.saving.load_model(directory / MODEL_FILE, safe_mode=True)
+            model = _load_model(directory / MODEL_FILE)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
             # Keras says "File not found" of a truncated zip; the file exists, it is damaged.
             detail = " ".join(str(error).split())[:200] or type(error).__name__
