@@ -1,5 +1,6 @@
-"""Dated deliveries of listings for the inbox: the initial catalogue, ordinary new products,
-shifted ones the first model handles badly, and one with bad rows that ingest quarantines."""
+"""Dated deliveries of listings for the inbox: the initial catalogue, ordinary new products
+(one of them with bad rows that ingest quarantines), and shifted ones the first model
+handles badly."""
 
 from __future__ import annotations
 
@@ -13,20 +14,19 @@ from PIL import Image
 from pmatch.artifacts import CATALOG_FILE
 
 # Each later delivery: its date (the folder's name) and its pmatch.sample.shifts shift. Two
-# like the catalogue, then three of product kinds the catalogue never had (new_categories,
-# which the first model scores badly: monitoring sees drift twice, the persistence rule
-# starts a retrain, and the third finds a model that knows them), then one like the
-# catalogue with bad rows that ingest quarantines. Fixed, so the sample is reproducible.
+# like the catalogue, the second with bad rows that ingest quarantines (bad_rows), then
+# three of product kinds the catalogue never had (new_categories, which the first model
+# scores badly: monitoring sees drift twice, the persistence rule starts a retrain, and the
+# third finds a model that knows them). Fixed, so the sample is reproducible.
 INITIAL_DELIVERY = "2026-01-01"
 DELIVERIES = (
     ("2026-01-08", "none"),
-    ("2026-01-15", "none"),
+    ("2026-01-15", "bad_rows"),
     ("2026-01-22", "new_categories"),
     ("2026-01-29", "new_categories"),
     ("2026-02-05", "new_categories"),
-    ("2026-02-12", "bad_rows"),
 )
-# The bad rows the last delivery brings (product_id suffix, what is wrong), each quarantined.
+# The bad rows the bad_rows delivery brings (product_id suffix, what is wrong), each quarantined.
 BAD_ROWS = ("missing_photo", "empty_title", "duplicate_photo", "too_small", "not_an_image")
 # Later deliveries number their products from (index + 1) * PRODUCT_BLOCK, so none repeats.
 PRODUCT_BLOCK = 10_000
