@@ -145,6 +145,8 @@ def test_an_ensemble_scores_the_mean_of_its_members_and_its_first_is_the_single_
     dataset = load_dataset(tmp_path / "data")
     single = dataclasses.replace(params.train, num_epochs=2, ensemble_members=1)
     train_model(dataset, single, tmp_path / "single", verbose=0)
+    # Members 2 and 3 train in another process (one spare core), member 1 here.
+    monkeypatch.setattr("pmatch.model.training.available_cores", lambda: 2)
     summary = train_model(
         dataset, dataclasses.replace(single, ensemble_members=3), tmp_path / "ensemble", verbose=0
     )
@@ -188,3 +190,18 @@ def test_an_ensemble_scores_the_mean_of_its_members_and_its_first_is_the_single_
     texts, photos = raw_inputs(tmp_path / "catalog", pairs.head(6), ensemble.image_size)
     from_raw = ensemble.score_embeddings(ensemble.embed_images(photos), ensemble.embed_texts(texts))
     np.testing.assert_allclose(from_raw, scores[:6], atol=1e-4)
+    # Member 2 trained in this process instead has the very same weights.
+    from pmatch.model.training import train_member
+
+    (tmp_path / "here").mkdir()
+    here = train_member(
+        dataset, dataclasses.replace(single, seed=single.seed + 1), tmp_path / "here", 0, "_2"
+    )
+    image_side = ensemble.image_encoder.get_layer("image_tower").get_layer("image_tower_2")
+    for trained, saved in (
+        (here.image_side, image_side),
+        (here.scorer, ensemble.scorer.get_layer("scorer_2")),
+    ):
+        assert len(trained.weights) == len(saved.weights) > 0
+        for ours, theirs in zip(trained.get_weights(), saved.get_weights(), strict=True):
+            np.testing.assert_array_equal(ours, theirs)

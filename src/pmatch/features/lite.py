@@ -230,7 +230,7 @@ def _interpreter(flatbuffer: bytes, threads: int | None):
         # still TensorFlow 2.21's (pinned) interpreter, and the one this was tested on.
         warnings.simplefilter("ignore")
         return tf.lite.Interpreter(
-            model_content=flatbuffer, num_threads=threads or _available_cores()
+            model_content=flatbuffer, num_threads=threads or available_cores()
         )
 
 
@@ -250,7 +250,8 @@ def _weights_digest(network, description: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

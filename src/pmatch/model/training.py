@@ -7,6 +7,7 @@ elsewhere (seed_concat); the model folder is written by folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 from pmatch.artifacts import TRAIN_SUMMARY_FILE
 from pmatch.config import TrainParams
 from pmatch.features.dataset import Dataset
+from pmatch.features.lite import available_cores
 from pmatch.model.fitting import seed_everything
 from pmatch.model.folder import save_model_folder
 
@@ -48,27 +50,57 @@ def train_model(
 
 
 def train_two_tower(dataset: Dataset, params: TrainParams, out_dir: Path, verbose: int) -> dict:
-    """train_model for the two-tower kind: the members, stacked into one saved model."""
+    """train_model for the two-tower kind: the members, stacked into one saved model.
+
+    With several members and a spare core, members 2, 3, ... train in other processes
+    (spawned, each seeded as it would be here, so the model is the same) while this one
+    trains member 1: a member's training keeps about one core busy.
+    """
     from pmatch.model.matcher import assemble_matching_model, inference_encoders, stack_members
 
-    members: list[Member] = []
-    for index in range(params.ensemble_members):
-        log_dir = out_dir if index == 0 else out_dir / f"member-{index + 1}"
+    count = params.ensemble_members
+    log_dirs = [
+        out_dir if index == 0 else out_dir / f"member-{index + 1}" for index in range(count)
+    ]
+    for log_dir in log_dirs:
         log_dir.mkdir(exist_ok=True)
-        if params.ensemble_members > 1 and verbose:
-            print(f"ensemble member {index + 1}/{params.ensemble_members}", flush=True)
-        members.append(
-            train_member(
-                dataset,
-                dataclasses.replace(params, seed=params.seed + index),
-                log_dir,
-                verbose,
-                suffix="" if params.ensemble_members == 1 else f"_{index + 1}",
+    suffixes = ["" if count == 1 else f"_{index + 1}" for index in range(count)]
+    seeded = [dataclasses.replace(params, seed=params.seed + index) for index in range(count)]
+    members: list[Member] = []
+    with contextlib.ExitStack() as stack:
+        workers = min(count - 1, available_cores() - 1)
+        elsewhere = {}
+        if workers > 0:
+            import multiprocessing
+            import tempfile
+            from concurrent.futures import ProcessPoolExecutor
+
+            handover = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="members-")))
+            pool = stack.enter_context(
+                ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
             )
-        )
-        if index > 0:
-            summary_file = log_dir / TRAIN_SUMMARY_FILE
-            summary_file.write_text(json.dumps(members[-1].summary, indent=2))
+            for index in range(1, count):
+                elsewhere[index] = pool.submit(
+                    _train_member_elsewhere,
+                    dataset,
+                    seeded[index],
+                    log_dirs[index],
+                    suffixes[index],
+                    handover / f"member-{index + 1}",
+                )
+        for index in range(count):
+            if count > 1 and verbose:
+                where = " (in another process)" if index in elsewhere else ""
+                print(f"ensemble member {index + 1}/{count}{where}", flush=True)
+            if index in elsewhere:
+                members.append(_member_from(elsewhere[index].result()))
+            else:
+                members.append(
+                    train_member(dataset, seeded[index], log_dirs[index], verbose, suffixes[index])
+                )
+            if index > 0:
+                summary_file = log_dirs[index] / TRAIN_SUMMARY_FILE
+                summary_file.write_text(json.dumps(members[-1].summary, indent=2))
     image_side, text_side, scorer = stack_members(members)
     first = members[0]
     image_encoder, text_encoder = inference_encoders(
@@ -81,6 +113,44 @@ def train_two_tower(dataset: Dataset, params: TrainParams, out_dir: Path, verbos
             member.summary["trainable_parameters"] for member in members
         )
     return save_model_folder(model, dataset, dataset.preprocessing, first.history, summary, out_dir)
+
+
+# The parts of a Member that another process hands back as model files.
+MEMBER_MODELS = ("image_side", "text_side", "scorer")
+
+
+def _train_member_elsewhere(
+    dataset: Dataset, params: TrainParams, log_dir: Path, suffix: str, handover: Path
+) -> dict:
+    """train_member in a spawned process, quietly (the first member shows the epochs); its
+    models are saved under handover for _member_from."""
+    member = train_member(dataset, params, log_dir, verbose=0, suffix=suffix)
+    handover.mkdir(parents=True)
+    for name in MEMBER_MODELS:
+        getattr(member, name).save(handover / f"{name}.keras")
+    print(
+        f"ensemble member with seed {params.seed}: best epoch "
+        f"{member.summary.get('best_epoch', '-')}, match head epochs "
+        f"{member.summary.get('match_head_epochs', '-')}",
+        flush=True,
+    )
+    return {"handover": str(handover), "history": member.history, "summary": member.summary}
+
+
+def _member_from(result: dict) -> Member:
+    """The Member another process trained (_train_member_elsewhere)."""
+    import keras
+
+    # Registers pmatch's custom layers, which safe_mode loading must know by name.
+    import pmatch.features.colour  # noqa: F401
+    import pmatch.model.matcher  # noqa: F401
+
+    handover = Path(result["handover"])
+    image_side, text_side, scorer = (
+        keras.saving.load_model(handover / f"{name}.keras", safe_mode=True)
+        for name in MEMBER_MODELS
+    )
+    return Member(image_side, text_side, scorer, None, result["history"], result["summary"])
 
 
 @dataclass
