@@ -129,8 +129,8 @@ def _train_member_elsewhere(
     for name in MEMBER_MODELS:
         getattr(member, name).save(handover / f"{name}.keras")
     print(
-        f"ensemble member with seed {params.seed}: best epoch "
-        f"{member.summary.get('best_epoch', '-')}, match head epochs "
+        f"ensemble member with seed {params.seed}: best validation contrastive loss "
+        f"{member.summary['best_val_contrastive_loss']}, match head epochs "
         f"{member.summary.get('match_head_epochs', '-')}",
         flush=True,
     )
