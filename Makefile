@@ -38,7 +38,7 @@ $(VENV)/.pretrained: requirements/pretrained.txt requirements/convert.txt $(VENV
 	touch $@
 
 # The pretrained encoders converted once per machine (Keras weights, TensorFlow Lite), into
-# ~/.cache/pmatch (PMATCH_CACHE_DIR); otherwise the first preprocess converts them (~35 s).
+# ~/.cache/pmatch (PMATCH_CACHE_DIR); otherwise the first preprocess converts them (49-53 s measured).
 $(VENV)/.encoders: $(VENV)/.pretrained
 	$(BIN)/python -m pmatch.features.prepare
 	touch $@

