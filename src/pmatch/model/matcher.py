@@ -139,7 +139,25 @@ def assemble_matching_model(
     return keras.Model(inputs, score, name="matching_model")
 
 
-def inference_encoders(image_side, text_side, preprocessing: dict, colour_mentions=None):
+def frozen_backbones(preprocessing: dict) -> tuple:
+    """The frozen pretrained networks inference_encoders puts before the towers, for the
+    dataset's preprocessing.json: (image backbone or None, text backbone or None), None where
+    the towers read pixels or tokens themselves. Building them takes seconds (training does
+    it while other processes finish their members)."""
+    from pmatch.features.encoders import image_feature_encoder, text_feature_encoder
+
+    image = None
+    if preprocessing["image_features"] == "efficientnet_lite0":
+        image = image_feature_encoder(preprocessing["image_size"])
+    text = None
+    if preprocessing["text_features"] == "minilm":
+        text, _ = text_feature_encoder(preprocessing["max_tokens"])
+    return image, text
+
+
+def inference_encoders(
+    image_side, text_side, preprocessing: dict, colour_mentions=None, backbones=None
+):
     """Encoders that read photos and text ids: the towers the scorer was trained with,
     behind the frozen pretrained networks when they were trained on their features.
 
@@ -147,24 +165,22 @@ def inference_encoders(image_side, text_side, preprocessing: dict, colour_mentio
     build_text_tower, or stack_members' for an ensemble); preprocessing: the dataset's
     preprocessing.json. colour_mentions: the ColourMentions layer that fed the text tower in
     training (None when the towers carry no colour), applied here to the text's ids.
+    backbones: frozen_backbones(preprocessing) when already built (None: built here).
     """
-    from pmatch.features.encoders import image_feature_encoder, text_feature_encoder
-
-    if preprocessing["image_features"] == "efficientnet_lite0":
-        backbone = image_feature_encoder(preprocessing["image_size"])
-        image = keras.Input(shape=backbone.input_shape[1:], dtype="uint8", name="image")
-        image_encoder = keras.Model(image, image_side(backbone(image)), name="image_encoder")
+    image_backbone, text_backbone = backbones or frozen_backbones(preprocessing)
+    if image_backbone is not None:
+        image = keras.Input(shape=image_backbone.input_shape[1:], dtype="uint8", name="image")
+        image_encoder = keras.Model(image, image_side(image_backbone(image)), name="image_encoder")
     else:
         image = keras.Input(shape=image_side.input_shape[1:], dtype="uint8", name="image")
         image_encoder = keras.Model(image, image_side(image), name="image_encoder")
 
-    if preprocessing["text_features"] == "minilm":
-        backbone, _ = text_feature_encoder(preprocessing["max_tokens"])
+    if text_backbone is not None:
         text = {
             name: keras.Input(shape=(preprocessing["max_tokens"],), dtype="int32", name=name)
             for name in ("input_ids", "attention_mask")
         }
-        ids, features, feature_name = text["input_ids"], backbone(text), "text_features"
+        ids, features, feature_name = text["input_ids"], text_backbone(text), "text_features"
     else:
         text = keras.Input(shape=(preprocessing["max_tokens"],), dtype="int32", name="tokens")
         ids, features, feature_name = text, text, "tokens"

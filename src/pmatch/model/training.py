@@ -56,8 +56,6 @@ def train_two_tower(dataset: Dataset, params: TrainParams, out_dir: Path, verbos
     (spawned, each seeded as it would be here, so the model is the same) while this one
     trains member 1: a member's training keeps about one core busy.
     """
-    from pmatch.model.matcher import assemble_matching_model, inference_encoders, stack_members
-
     count = params.ensemble_members
     log_dirs = [
         out_dir if index == 0 else out_dir / f"member-{index + 1}" for index in range(count)
@@ -67,6 +65,7 @@ def train_two_tower(dataset: Dataset, params: TrainParams, out_dir: Path, verbos
     suffixes = ["" if count == 1 else f"_{index + 1}" for index in range(count)]
     seeded = [dataclasses.replace(params, seed=params.seed + index) for index in range(count)]
     members: list[Member] = []
+    backbones = None
     with contextlib.ExitStack() as stack:
         workers = min(count - 1, available_cores() - 1)
         elsewhere = {}
@@ -76,9 +75,12 @@ def train_two_tower(dataset: Dataset, params: TrainParams, out_dir: Path, verbos
             from concurrent.futures import ProcessPoolExecutor
 
             handover = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="members-")))
-            pool = stack.enter_context(
-                ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            )
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            # Not waiting for the workers to exit: their results are read before this block
+            # ends (an error here still waits for a running member, as Python exits).
+            stack.callback(pool.shutdown, wait=False, cancel_futures=True)
+            # Submitted before this process imports TensorFlow (below), so the workers
+            # import it at the same time.
             for index in range(1, count):
                 elsewhere[index] = pool.submit(
                     _train_member_elsewhere,
@@ -88,11 +90,21 @@ def train_two_tower(dataset: Dataset, params: TrainParams, out_dir: Path, verbos
                     suffixes[index],
                     handover / f"member-{index + 1}",
                 )
+        from pmatch.model.matcher import (
+            assemble_matching_model,
+            frozen_backbones,
+            inference_encoders,
+            stack_members,
+        )
+
         for index in range(count):
             if count > 1 and verbose:
                 where = " (in another process)" if index in elsewhere else ""
                 print(f"ensemble member {index + 1}/{count}{where}", flush=True)
             if index in elsewhere:
+                if backbones is None:
+                    # While the other members finish: the frozen networks the model wraps.
+                    backbones = frozen_backbones(dataset.preprocessing)
                 members.append(_member_from(elsewhere[index].result()))
             else:
                 members.append(
@@ -104,7 +116,7 @@ def train_two_tower(dataset: Dataset, params: TrainParams, out_dir: Path, verbos
     image_side, text_side, scorer = stack_members(members)
     first = members[0]
     image_encoder, text_encoder = inference_encoders(
-        image_side, text_side, dataset.preprocessing, first.colour_mentions
+        image_side, text_side, dataset.preprocessing, first.colour_mentions, backbones
     )
     model = assemble_matching_model(image_encoder, text_encoder, scorer)
     summary = {**first.summary, "ensemble_members": len(members)}
