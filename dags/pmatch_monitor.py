@@ -16,7 +16,9 @@ verdict go to its `reports/monitor/<delivery>/<run>/` and to S3 under `monitorin
 report to the machine's Evidently UI workspace (`make monitor-ui`). The
 verdict's `retrain` is true only when drift persisted (k of the last n runs) outside the
 cooldown after the last retrain or promotion; then `trigger_retrain` starts a
-`pmatch_retrain` run whose `reason` names the signals that fired.
+`pmatch_retrain` run whose `reason` names the signals that fired, and whose `force` is this
+run's `force_retrain` param (off by default: a retrain on unchanged data, params and code is
+skipped, as the model for them is in production).
 """
 
 from __future__ import annotations
@@ -82,6 +84,20 @@ def retrain_decided(verdict: dict) -> bool:
     return bool(verdict["retrain"])
 
 
+@task(
+    execution_timeout=timedelta(minutes=1),
+    doc_md="The conf of the `pmatch_retrain` run the verdict starts: `reason` (the signals "
+    "that fired, the persistence, the delivery) and `force` (this run's `force_retrain`).",
+)
+def retrain_conf(verdict: dict, **context) -> dict:
+    # Built here, not templated: a rendered template would hand the retrain the string
+    # "False", which its boolean `force` param refuses.
+    return {
+        "reason": verdict["retrain_reason"],
+        "force": bool(context["params"].get("force_retrain", False)),
+    }
+
+
 @dag(
     dag_id="pmatch_monitor",
     schedule=[CATALOG],
@@ -97,25 +113,31 @@ def retrain_decided(verdict: dict) -> bool:
             type="string",
             description="Delivery folder (catalog.csv and its photos) to watch; empty means "
             "the one the triggering pmatch_catalog event names.",
-        )
+        ),
+        "force_retrain": Param(
+            False,
+            type="boolean",
+            description="When the verdict starts a pmatch_retrain run, start it with force: "
+            "retrain even if the data version, params and code equal production's.",
+        ),
     },
     tags=["pmatch"],
     doc_md=__doc__,
 )
 def pmatch_monitor():
     verdict = monitor(find_delivery())
+    conf = retrain_conf(verdict)
     trigger = TriggerDagRunOperator(
         task_id="trigger_retrain",
         trigger_dag_id="pmatch_retrain",
-        conf={"reason": "{{ ti.xcom_pull(task_ids='monitor')['retrain_reason'] }}"},
+        conf=conf,
         wait_for_completion=False,
         execution_timeout=timedelta(minutes=5),
         retries=2,
         retry_delay=timedelta(minutes=1),
-        doc_md="Starts a `pmatch_retrain` run; its `reason` names the signals that fired, "
-        "the persistence and the delivery.",
+        doc_md="Starts a `pmatch_retrain` run with `retrain_conf`'s reason and force.",
     )
-    chain(retrain_decided(verdict), trigger)
+    chain(retrain_decided(verdict), conf, trigger)
 
 
 pmatch_monitor()

@@ -105,11 +105,14 @@ def test_monitor_runs_on_the_catalogue_asset_and_triggers_retrain_when_decided(d
     dag = dag_bag.dags["pmatch_monitor"]
     trigger = dag.get_task("trigger_retrain")
     assert trigger.trigger_dag_id == "pmatch_retrain"
-    assert dag.get_task("retrain_decided").downstream_task_ids == {"trigger_retrain"}
+    assert dag.get_task("retrain_decided").downstream_task_ids == {"retrain_conf"}
+    assert dag.get_task("retrain_conf").downstream_task_ids == {"trigger_retrain"}
     assert dag.get_task("find_delivery").downstream_task_ids == {"monitor"}
     assert "delivery" in dag.params and "batch" not in dag.params
-    # The retrain's reason is the verdict's, which names the signals that fired.
-    assert "retrain_reason" in trigger.conf["reason"]
+    # The retrain's conf (the verdict's reason, force from force_retrain) is retrain_conf's
+    # return value, not a template.
+    assert trigger.conf.operator.task_id == "retrain_conf"
+    assert dag.params["force_retrain"] is False
     assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["pmatch_catalog"]
     # Finding the delivery never retries: no delivery is a skip, not a transient failure.
     assert dag.get_task("find_delivery").retries == 0

@@ -48,7 +48,11 @@ def deliveries(retrained):
 def monitored(retrained, deliveries):
     """pmatch_monitor on two darkened deliveries a day apart, after the cooldown that the
     retrained fixture's promotion (2026-11-02) started: the first drift waits for
-    persistence, the second (2 of the last 3 runs) starts a retrain."""
+    persistence, the second (2 of the last 3 runs, with force_retrain) starts a retrain.
+    Returns the project, the registry, the runs and {triggered run id: its conf}."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
     from pmatch.main_job import queued_runs, run_dag
 
     project, _, registry = retrained
@@ -58,10 +62,15 @@ def monitored(retrained, deliveries):
         runs[name] = run_dag(
             "pmatch_monitor",
             datetime(2026, 11, 6 + day, tzinfo=UTC),
-            {"delivery": str(deliveries[name])},
+            {"delivery": str(deliveries[name]), "force_retrain": name == "dark-2"},
         )
     triggered = set(queued_runs("pmatch_retrain")) - before
-    return project, registry, runs, triggered
+    with create_session() as session:
+        confs = {
+            run.run_id: run.conf
+            for run in session.query(DagRun).filter(DagRun.run_id.in_(triggered))
+        }
+    return project, registry, runs, confs
 
 
 def verdict_of(project, delivery: str) -> dict:
@@ -148,7 +157,8 @@ def test_darker_photos_wait_for_persistence_then_retrain_with_a_reason(monitored
     assert second["drift"] is True and second["retrain"] is True, second
     assert "photo_brightness" in second["retrain_reason"]
     assert runs["dark-2"]["tasks"]["trigger_retrain"]["state"] == "success"
-    assert len(triggered) == 1
+    # The retrain starts with the verdict's reason, and force as the run's force_retrain.
+    assert list(triggered.values()) == [{"reason": second["retrain_reason"], "force": True}]
     # The run date is the DAG run's logical date, not the clock's.
     assert second["run_date"].startswith("2026-11-07")
 
