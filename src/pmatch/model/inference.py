@@ -30,19 +30,25 @@ LOADED_MODELS_KEPT = 2
 _LOADED: OrderedDict[str, object] = OrderedDict()
 
 
-def _load_model(path: Path):
-    """The Keras model in path (loaded once per content; scoring never changes it)."""
+def load_keras_file(path: str | Path):
+    """A .keras file pmatch saved (a model, a member's tower or scorer), loaded in safe mode
+    with pmatch's custom layers known by name."""
     import keras
 
-    # Registers pmatch's custom layers, which safe_mode loading must know by name.
+    # Importing them registers the custom layers.
     import pmatch.features.colour  # noqa: F401
     import pmatch.features.minilm  # noqa: F401
     import pmatch.model.matcher  # noqa: F401
 
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def _load_model(path: Path):
+    """The Keras model in path (loaded once per content; scoring never changes it)."""
     with open(path, "rb") as file:
         digest = hashlib.file_digest(file, "sha256").hexdigest()
     if digest not in _LOADED:
-        _LOADED[digest] = keras.saving.load_model(path, safe_mode=True)
+        _LOADED[digest] = load_keras_file(path)
         if len(_LOADED) > LOADED_MODELS_KEPT:
             _LOADED.popitem(last=False)
     _LOADED.move_to_end(digest)

@@ -151,16 +151,11 @@ def _train_member_elsewhere(
 
 def _member_from(result: dict) -> Member:
     """The Member another process trained (_train_member_elsewhere)."""
-    import keras
-
-    # Registers pmatch's custom layers, which safe_mode loading must know by name.
-    import pmatch.features.colour  # noqa: F401
-    import pmatch.model.matcher  # noqa: F401
+    from pmatch.model.inference import load_keras_file
 
     handover = Path(result["handover"])
     image_side, text_side, scorer = (
-        keras.saving.load_model(handover / f"{name}.keras", safe_mode=True)
-        for name in MEMBER_MODELS
+        load_keras_file(handover / f"{name}.keras") for name in MEMBER_MODELS
     )
     return Member(image_side, text_side, scorer, None, result["history"], result["summary"])
 
