@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import warnings
 import weakref
@@ -213,11 +214,19 @@ def convert_text(encoder) -> bytes:
     )
     # Keras 3 variables are not frozen by from_concrete_functions: fold them in first.
     frozen = convert_variables_to_constants_v2(function.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # from_concrete_functions without a trackable_obj
-        return converter.convert()
+    # from_concrete_functions logs (absl) that it wants a trackable_obj: this deprecated
+    # path is the one that takes the folded constants.
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return converter.convert()
+    finally:
+        absl.setLevel(level)
 
 
 def _interpreter(flatbuffer: bytes, threads: int | None):
