@@ -247,8 +247,12 @@ def test_two_ingests_at_once_leave_a_valid_catalogue_with_both(loaded, tmp_path,
         600,
     )
     jobs = [(source, catalogue, params, tmp_path / "reports") for source in (first, second)]
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        versions = pool.map(_ingest_in_child, jobs)
+    # Spawned, not forked: a fork of this test process, which holds TensorFlow's and
+    # servers' threads, can inherit a lock some thread held and never finish (seen once in
+    # CI: a pool worker gone, its result lost, map waiting forever). A lost result fails
+    # the test after the timeout instead of hanging the run.
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        versions = pool.map_async(_ingest_in_child, jobs).get(timeout=600)
 
     rows = catalogue_rows(catalogue)
     assert len(rows) == 5 + 12
